@@ -1,0 +1,60 @@
+"""pipelines: async processing pipelines from a graph spec.
+
+Importing the package has no side effects: no logging set-up, no tasks, no output.
+"""
+
+from .channel import Channel
+from .errors import (
+    ItemTimeout,
+    LimitExceeded,
+    NodeFailed,
+    PipelineError,
+    RegistryError,
+    SpecError,
+    SpecIssue,
+)
+from .plumber import Plumber, compile_spec
+from .processor import DROP, InputProcessor, OutputQueue, Processor
+from .registry import CoroInfo, CoroKind, Registry, inspect_coroutine
+from .report import ItemError, NodeReport, Result, RunReport, RunStatus
+from .spec import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_QUEUE_SIZE,
+    LIBRARY_LIMITS,
+    GraphSpec,
+    NodeProperties,
+    NodeSpec,
+    SpecLimits,
+)
+
+__all__ = [
+    "DEFAULT_CONCURRENCY",
+    "DEFAULT_QUEUE_SIZE",
+    "DROP",
+    "LIBRARY_LIMITS",
+    "Channel",
+    "CoroInfo",
+    "CoroKind",
+    "GraphSpec",
+    "InputProcessor",
+    "ItemError",
+    "ItemTimeout",
+    "LimitExceeded",
+    "NodeFailed",
+    "NodeProperties",
+    "NodeReport",
+    "NodeSpec",
+    "OutputQueue",
+    "PipelineError",
+    "Plumber",
+    "Processor",
+    "RegistryError",
+    "Result",
+    "RunReport",
+    "RunStatus",
+    "SpecError",
+    "SpecIssue",
+    "SpecLimits",
+    "compile_spec",
+    "inspect_coroutine",
+]

@@ -1,0 +1,148 @@
+"""Bounded channels between nodes: many producers, one consumer, ended by closing, batch-friendly."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["Channel", "Waker"]
+
+
+class Waker:
+    """One consumer's wake-up: channels and finished items call it; the consumer awaits `wait()`."""
+
+    __slots__ = ("_fut",)
+
+    def __init__(self) -> None:
+        self._fut: asyncio.Future[None] | None = None
+
+    def __call__(self) -> None:
+        fut = self._fut
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    async def wait(self) -> None:
+        self._fut = asyncio.get_running_loop().create_future()
+        try:
+            await self._fut
+        finally:
+            self._fut = None
+
+
+class Channel:
+    """A bounded FIFO edge. Producers `put_many` (waiting while full) and `close` when done;
+    the consumer `take`s whatever is there in one call and is woken through `wake`.
+
+    Moving lists of ready items per operation, rather than one item per await, is what makes
+    a pipeline of cheap coroutines fast.
+    """
+
+    __slots__ = ("buf", "maxsize", "_open", "closed", "abandoned", "dropped", "wake", "_putters")
+
+    def __init__(self, maxsize: int, producers: int = 1) -> None:
+        if maxsize < 1:
+            raise ValueError(f"a channel holds at least one item, not {maxsize}")
+        self.buf: deque[Any] = deque()
+        self.maxsize = maxsize
+        self._open = producers
+        self.closed = producers <= 0
+        self.abandoned = False
+        self.dropped = 0
+        self.wake: Callable[[], None] = _noop
+        self._putters: deque[asyncio.Future[None]] = deque()
+
+    # -- producer side ---------------------------------------------------------------------
+    async def put_many(self, items: list[Any]) -> None:
+        """Append `items` in order, waiting for room as needed (never beyond `maxsize`)."""
+        buf = self.buf
+        i, n = 0, len(items)
+        while i < n:
+            if self.abandoned:
+                self.dropped += n - i
+                return
+            room = self.maxsize - len(buf)
+            if room > 0:
+                if i == 0 and room >= n:
+                    buf.extend(items)
+                    i = n
+                else:
+                    chunk = items[i : i + room]
+                    buf.extend(chunk)
+                    i += len(chunk)
+                self.wake()
+            else:
+                fut = asyncio.get_running_loop().create_future()
+                self._putters.append(fut)
+                try:
+                    await fut
+                finally:
+                    if not fut.done():
+                        fut.cancel()
+                    try:
+                        self._putters.remove(fut)
+                    except ValueError:
+                        pass
+
+    async def put(self, item: Any) -> None:
+        """Append one item, waiting while the channel is full."""
+        if len(self.buf) < self.maxsize and not self.abandoned:
+            self.buf.append(item)
+            self.wake()
+        else:
+            await self.put_many([item])
+
+    def close(self) -> None:
+        """One producer is done; when all are, the consumer sees the end once the buffer drains."""
+        self._open -= 1
+        if self._open <= 0:
+            self.closed = True
+            self.wake()
+
+    def force_close(self) -> None:
+        """End the channel now, whatever its producers are doing (pipeline stopped)."""
+        self._open = 0
+        self.closed = True
+        self.wake()
+        self._wake_putters()
+
+    # -- consumer side ---------------------------------------------------------------------
+    def take(self, n: int) -> list[Any]:
+        """Remove and return up to `n` items (never waits)."""
+        buf = self.buf
+        if n >= len(buf):
+            items = list(buf)
+            buf.clear()
+        else:
+            popleft = buf.popleft
+            items = [popleft() for _ in range(n)]
+        if self._putters and items:
+            self._wake_putters()
+        return items
+
+    @property
+    def exhausted(self) -> bool:
+        """Closed and drained: nothing more will ever arrive."""
+        return self.closed and not self.buf
+
+    def abandon(self) -> int:
+        """The consumer is gone: drop what is buffered and all later puts; return the count dropped."""
+        n = len(self.buf)
+        self.dropped += n
+        self.buf.clear()
+        self.abandoned = True
+        self._wake_putters()
+        return n
+
+    def _wake_putters(self) -> None:
+        for fut in self._putters:
+            if not fut.done():
+                fut.set_result(None)
+
+    def __len__(self) -> int:
+        return len(self.buf)
+
+
+def _noop() -> None:
+    return None

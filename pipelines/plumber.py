@@ -1,0 +1,432 @@
+"""The Plumber: validates a graph spec, joins its nodes with bounded channels, runs and stops them."""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from types import TracebackType
+from typing import Any, ClassVar
+
+from .channel import Channel, Waker
+from .errors import PipelineError, RegistryError, SpecError, SpecIssue
+from .processor import InputProcessor, MergeInlet, Processor, ZipInlet
+from .registry import CoroInfo, Registry, inspect_coroutine
+from .report import ItemError, NodeReport, Result, RunReport, RunStatus
+from .spec import LIBRARY_LIMITS, GraphSpec, SpecLimits, Topology, check_graph, parse_spec
+
+__all__ = ["Plumber", "ResultSink", "compile_spec", "CompiledNode"]
+
+logger = logging.getLogger(__name__)
+
+CoroMap = Callable[[Any], Any]
+
+
+class CompiledNode:
+    """A node of a validated spec: its coroutine, checked call arguments and properties."""
+
+    __slots__ = ("name", "info", "args", "spec")
+
+    def __init__(self, name: str, info: CoroInfo, args: dict[str, Any], spec: Any) -> None:
+        self.name = name
+        self.info = info
+        self.args = args
+        self.spec = spec
+
+
+def _unknown(coro: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(coro, known, n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    shown = ", ".join(known[:12]) + (", ..." if len(known) > 12 else "")
+    return f"unknown coroutine {coro!r}{hint} known: {shown or 'none'}"
+
+
+def compile_spec(
+    raw: Mapping[str, Any] | GraphSpec,
+    *,
+    registry: Registry | None = None,
+    coro_map: CoroMap | None = None,
+    limits: SpecLimits = LIBRARY_LIMITS,
+) -> tuple[GraphSpec, Topology, dict[str, CompiledNode]]:
+    """Check everything about a spec before anything runs; raise SpecError with every issue."""
+    spec = parse_spec(raw, limits)
+    topo, issues = check_graph(spec)
+    has_incoming = {d for dests in spec.graph.values() for d in (dests or ())}
+    compiled: dict[str, CompiledNode] = {}
+    seen: dict[int, CoroInfo] = {}
+    known = registry.names() if registry is not None else []
+    for name, node in spec.nodes.items():
+        path = f"nodes.{name}"
+        coro = node.coro
+        info: CoroInfo | None = None
+        if registry is not None:
+            if not isinstance(coro, str):
+                issues.append(SpecIssue(f"{path}.coro", "invalid_value",
+                                        "coro must be a registry name (a string)"))
+            else:
+                info = registry.get(coro)
+                if info is None:
+                    issues.append(SpecIssue(f"{path}.coro", "unknown_coroutine",
+                                            f"node {name!r}: {_unknown(coro, known)}"))
+        else:
+            try:
+                fn = coro_map(coro) if coro_map is not None else coro
+            except Exception as exc:
+                issues.append(SpecIssue(f"{path}.coro", "unknown_coroutine",
+                                        f"node {name!r}: coro_map could not resolve {coro!r} "
+                                        f"({type(exc).__name__}: {exc})"))
+                fn = None
+            if fn is not None:
+                if isinstance(fn, str):
+                    issues.append(SpecIssue(f"{path}.coro", "unknown_coroutine",
+                                            f"node {name!r}: {fn!r} is a name; pass a registry "
+                                            "or a coro_map that turns names into coroutines"))
+                else:
+                    try:
+                        info = seen.get(id(fn)) or inspect_coroutine(
+                            fn, name=coro if isinstance(coro, str) else None, strict=False)
+                        seen[id(fn)] = info
+                    except RegistryError as exc:
+                        issues.append(SpecIssue(f"{path}.coro", "invalid_coroutine",
+                                                f"node {name!r}: {exc.message}"))
+        if info is None:
+            continue
+        is_input = name not in has_incoming
+        expected = "source" if is_input else "processor"
+        if info.kind is not None and info.kind != expected:
+            if is_input:
+                msg = (f"node {name!r} has no incoming edge, so it is an input node, but "
+                       f"{info.name} is a processor coroutine; give it an upstream node or use "
+                       "a source coroutine")
+            else:
+                msg = (f"node {name!r} has incoming edges, but {info.name} is an input "
+                       "(source) coroutine; remove its incoming edges or use a processor")
+            issues.append(SpecIssue(f"{path}.coro", "kind_mismatch", msg))
+        if limits.max_args_bytes is not None:
+            try:
+                size = len(json.dumps(node.args, allow_nan=False).encode())
+            except (TypeError, ValueError):
+                size = 0  # not JSON (library callers); the args model still checks it
+            if size > limits.max_args_bytes:
+                issues.append(SpecIssue(f"{path}.args", "limit_exceeded",
+                                        f"args are {size} bytes; at most "
+                                        f"{limits.max_args_bytes} allowed"))
+                continue
+        kwargs, arg_issues = info.validate_args(node.args, f"{path}.args")
+        issues.extend(arg_issues)
+        props = node.properties
+        if limits.max_concurrency is not None and props.concurrency > limits.max_concurrency:
+            issues.append(SpecIssue(f"{path}.properties.concurrency", "limit_exceeded",
+                                    f"concurrency {props.concurrency}; at most "
+                                    f"{limits.max_concurrency} allowed"))
+        if limits.max_queue_size is not None and props.queue_size > limits.max_queue_size:
+            issues.append(SpecIssue(f"{path}.properties.queue_size", "limit_exceeded",
+                                    f"queue_size {props.queue_size}; at most "
+                                    f"{limits.max_queue_size} allowed"))
+        if not arg_issues:
+            compiled[name] = CompiledNode(name, info, kwargs, node)
+    if issues or topo is None:
+        raise SpecError(issues)
+    return spec, topo, compiled
+
+
+class ResultSink:
+    """Where output nodes' values go: a bounded channel read by `result_batches()`, or nowhere
+    (only counted) when the caller does not collect results."""
+
+    def __init__(self, collect: bool, producers: int, maxsize: int) -> None:
+        self.channel = Channel(maxsize, producers) if collect else None
+        self.count = 0
+
+    async def deliver(self, node: str, values: list[Any]) -> None:
+        self.count += len(values)
+        if self.channel is not None:
+            await self.channel.put_many([(node, v) for v in values])
+
+    def deliver_nowait(self, node: str, values: list[Any]) -> None:
+        self.count += len(values)
+        if self.channel is not None:
+            self.channel.buf.extend((node, v) for v in values)
+            self.channel.wake()
+
+    def full(self) -> bool:
+        ch = self.channel
+        return ch is not None and len(ch.buf) >= ch.maxsize and not ch.abandoned
+
+    def close(self) -> None:
+        if self.channel is not None:
+            self.channel.close()
+
+
+class Plumber:
+    """Builds a pipeline from a graph spec and runs it.
+
+    Construction validates the whole spec (raising :class:`SpecError` with every problem) and
+    starts nothing. Run it with ``await plumber.run()``, ``async with plumber:``, or, as the
+    original did, ``plumber.create_pipeline()`` and later ``await plumber.wait()``.
+
+    :param input_d: the graph spec, as a dict in the original format or a :class:`GraphSpec`.
+    :param coro_map: library use: turns each node's ``coro`` value into a coroutine function.
+    :param env_vars: the caller's context, visible to coroutines as ``self.env_vars``.
+    :param registry: service use: resolve ``coro`` names only through this whitelist.
+    :param limits: caps the spec must fit (default: generous library limits).
+    :param collect: keep output values for :meth:`results` / :meth:`result_batches`;
+        when false they are only counted.
+    :param result_buffer: how many output values may wait for the reader before outputs wait.
+    :param on_item_error: called with an :class:`ItemError` for every item skipped on error.
+    """
+
+    # Started pipelines stay referenced until they end, even if the caller drops the Plumber
+    # (the original's `Plumber(...).create_pipeline()` pattern).
+    _running: ClassVar[set[asyncio.Task[None]]] = set()
+
+    def __init__(
+        self,
+        input_d: Mapping[str, Any] | GraphSpec,
+        coro_map: CoroMap | None = None,
+        env_vars: dict[str, Any] | None = None,
+        *,
+        registry: Registry | None = None,
+        limits: SpecLimits | None = None,
+        collect: bool = False,
+        result_buffer: int = 1024,
+        on_item_error: Callable[[ItemError], None] | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.limits = limits or LIBRARY_LIMITS
+        self.spec, self.topo, compiled = compile_spec(
+            input_d, registry=registry, coro_map=coro_map, limits=self.limits)
+        self.env_vars: dict[str, Any] = env_vars if env_vars is not None else {}
+        self.name = name or "pipeline"
+        self.collect = collect
+        self._sink = ResultSink(collect, len(self.topo.outputs), max(1, result_buffer))
+        self.nodes: dict[str, Processor] = {}
+        self._edges: list[tuple[str, str, Channel]] = []
+        self._build(compiled, on_item_error)
+        self._task: asyncio.Task[None] | None = None
+        self._status = RunStatus.PENDING
+        self._report: RunReport | None = None
+        self._t0: float | None = None
+        self._t1: float | None = None
+        self._seq = 0
+        self._reading = False
+
+    def _build(self, compiled: dict[str, CompiledNode],
+               on_item_error: Callable[[ItemError], None] | None) -> None:
+        topo = self.topo
+        for name in topo.order:
+            c = compiled[name]
+            cls = InputProcessor if name in topo.inputs else Processor
+            node = cls(name, c.info.fn, args=c.args, properties=c.spec.properties,
+                       env_vars=self.env_vars, coro_name=c.info.name, on_item_error=on_item_error)
+            if isinstance(node, InputProcessor):
+                node.max_items = self.limits.max_source_items
+            self.nodes[name] = node
+        for name in topo.order:
+            ups = topo.upstream[name]
+            if not ups:
+                continue
+            node = self.nodes[name]
+            props = node.properties
+            if len(ups) == 1 or not props.aggregate_inputs:
+                ch = Channel(props.queue_size, producers=len(ups))
+                ch.wake = node._waker
+                node.inlet = MergeInlet(ch)
+                for u in ups:
+                    self.nodes[u].outlets.append(ch)
+                    self._edges.append((u, name, ch))
+            else:
+                chans = []
+                for u in ups:
+                    ch = Channel(props.queue_size)
+                    ch.wake = node._waker
+                    self.nodes[u].outlets.append(ch)
+                    self._edges.append((u, name, ch))
+                    chans.append(ch)
+                node.inlet = ZipInlet(chans)
+        for name in topo.outputs:
+            self.nodes[name].sink = self._sink
+
+    # -- state -------------------------------------------------------------------------------
+    @property
+    def status(self) -> RunStatus:
+        return self._status
+
+    @property
+    def done(self) -> bool:
+        return self._status.terminal
+
+    @property
+    def topology(self) -> dict[str, Any]:
+        """Nodes (name, coro, kind), edges and output nodes, for display."""
+        return {
+            "nodes": [{"name": n.name, "coro": n.coro_name, "kind": n.kind}
+                      for n in self.nodes.values()],
+            "edges": [[a, b] for a, b, _ in self._edges],
+            "outputs": list(self.topo.outputs),
+        }
+
+    def _elapsed(self) -> float:
+        if self._t0 is None:
+            return 0.0
+        return (self._t1 if self._t1 is not None else time.monotonic()) - self._t0
+
+    def metrics(self) -> dict[str, Any]:
+        """Per-node and per-edge counters, now; safe to call while running."""
+        nodes = {}
+        for n in self.nodes.values():
+            snap = n.metrics.snapshot()
+            snap.update(coro=n.coro_name, kind=n.kind, inflight=n.inflight, queue=n.queue_depth())
+            nodes[n.name] = snap
+        return {
+            "status": self._status.value,
+            "elapsed": round(self._elapsed(), 3),
+            "results": self._sink.count,
+            "nodes": nodes,
+            "edges": [{"from": a, "to": b, "depth": len(ch.buf), "capacity": ch.maxsize}
+                      for a, b, ch in self._edges],
+        }
+
+    def _make_report(self, error: PipelineError | None = None) -> RunReport:
+        nodes = {
+            n.name: NodeReport(n.name, n.metrics.items_in, n.metrics.items_out, n.metrics.errors,
+                               n.metrics.retries, n.metrics.dropped, n.metrics.unpaired,
+                               n.metrics.status, list(n.first_errors))
+            for n in self.nodes.values()
+        }
+        return RunReport(self._status, self._elapsed(), self._sink.count, nodes, error)
+
+    @property
+    def report(self) -> RunReport:
+        """The final report once done; a live one before."""
+        return self._report if self._report is not None else self._make_report()
+
+    # -- running -----------------------------------------------------------------------------
+    def start(self) -> Plumber:
+        """Start every node in the running event loop and return at once."""
+        if self._task is not None:
+            raise RuntimeError("this pipeline was started already; build a new Plumber to rerun")
+        loop = asyncio.get_running_loop()
+        self._status = RunStatus.RUNNING
+        self._t0 = time.monotonic()
+        task = loop.create_task(self._main(), name=f"pipelines:{self.name}")
+        self._task = task
+        Plumber._running.add(task)
+        task.add_done_callback(Plumber._running.discard)
+        return self
+
+    #: The original API: start the pipeline (it now also finishes; see :meth:`wait`).
+    create_pipeline = start
+
+    async def _main(self) -> None:
+        error: PipelineError | None = None
+        status = RunStatus.FAILED
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for node in self.nodes.values():
+                    tg.create_task(node.run(), name=f"pipelines:{self.name}:{node.name}")
+            status = RunStatus.COMPLETED
+        except asyncio.CancelledError:
+            status = RunStatus.CANCELLED
+            raise
+        except BaseExceptionGroup as group:
+            error = _first_error(group)
+            if error is None:
+                logger.error("pipeline %s: internal error", self.name, exc_info=group)
+                error = PipelineError(f"internal error: {group.exceptions[0]!r}")
+        finally:
+            self._t1 = time.monotonic()
+            self._status = status
+            self._report = self._make_report(error)
+            if self._sink.channel is not None:
+                self._sink.channel.force_close()
+
+    async def wait(self) -> RunReport:
+        """Wait until every node has ended; return the report (it does not raise on failure)."""
+        if self._task is None:
+            raise RuntimeError("the pipeline is not started: call start() or run()")
+        await asyncio.wait({self._task})
+        assert self._report is not None
+        return self._report
+
+    async def run(self) -> RunReport:
+        """Start, wait for the end, and return the report. Cancelling the caller cancels it."""
+        self.start()
+        try:
+            return await self.wait()
+        except asyncio.CancelledError:
+            await self.cancel()
+            raise
+
+    async def cancel(self) -> RunReport:
+        """Stop every task of the pipeline and wait for them; return the report."""
+        task = self._task
+        if task is None:
+            self._status = RunStatus.CANCELLED
+            self._report = self._make_report()
+            return self._report
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task})
+        assert self._report is not None
+        return self._report
+
+    async def __aenter__(self) -> Plumber:
+        if self._task is None:
+            self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.cancel()
+
+    # -- results -----------------------------------------------------------------------------
+    async def result_batches(self, max_batch: int = 1024) -> AsyncIterator[list[Result]]:
+        """Output values as they come, in lists of whatever is ready (starts the pipeline).
+
+        Outputs wait while the reader does not keep up (backpressure); leaving the loop early
+        drops the rest of the results, and the pipeline runs on to its end.
+        """
+        ch = self._sink.channel
+        if ch is None:
+            raise RuntimeError("results are not kept: build the Plumber with collect=True")
+        if self._reading:
+            raise RuntimeError("results are already being read")
+        self._reading = True
+        if self._task is None:
+            self.start()
+        waker = Waker()
+        ch.wake = waker
+        try:
+            while True:
+                items = ch.take(max_batch)
+                if items:
+                    seq = self._seq
+                    self._seq = seq + len(items)
+                    yield [Result(node, seq + i, v) for i, (node, v) in enumerate(items)]
+                    continue
+                if ch.closed:
+                    return
+                await waker.wait()
+        finally:
+            ch.abandon()
+
+    async def results(self) -> AsyncIterator[Result]:
+        """Output values one by one (see :meth:`result_batches`)."""
+        async for batch in self.result_batches():
+            for r in batch:
+                yield r
+
+
+def _first_error(group: BaseExceptionGroup[Any]) -> PipelineError | None:
+    for exc in group.exceptions:
+        if isinstance(exc, PipelineError):
+            return exc
+        if isinstance(exc, BaseExceptionGroup):
+            found = _first_error(exc)
+            if found is not None:
+                return found
+    return None

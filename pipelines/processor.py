@@ -1,0 +1,517 @@
+"""Nodes: the run loop of a processor node and of an input (source) node.
+
+A processor takes whatever its inlet holds, starts each item's coroutine *eagerly* (a coroutine
+that finishes without suspending never becomes a task), turns the ones that suspend into owned
+tasks (at most `concurrency` at a time), and passes finished results on as one batch, in input
+order when `ordered`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable, Generator
+from typing import TYPE_CHECKING, Any, Final
+
+from .channel import Channel, Waker
+from .errors import ItemTimeout, LimitExceeded, NodeFailed, PipelineError
+from .metrics import NodeMetrics
+from .report import ItemError
+from .spec import NodeProperties
+
+if TYPE_CHECKING:
+    from .plumber import ResultSink
+
+__all__ = ["DROP", "Processor", "InputProcessor", "OutputQueue", "MergeInlet", "ZipInlet"]
+
+
+class _Drop:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "pipelines.DROP"
+
+
+#: Return this from a processor coroutine to pass nothing on for that item (a filter).
+DROP: Final = _Drop()
+_FAILED: Final = object()  # an item whose error was counted and skipped
+_MAX_KEPT_ERRORS = 20
+
+
+class _Resumed:
+    """Hands a coroutine that already ran its first step over to a Task, step for step."""
+
+    __slots__ = ("_coro", "_first")
+
+    def __init__(self, coro: Any, first: Any) -> None:
+        self._coro = coro
+        self._first = first
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, pending = self._coro, self._first
+        self._first = None
+        while True:
+            try:
+                sent = yield pending
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # forwarded into the coroutine, incl. CancelledError
+                try:
+                    pending = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+                continue
+            try:
+                pending = coro.send(sent)
+            except StopIteration as stop:
+                return stop.value
+
+
+async def _resume(coro: Any, first: Any) -> Any:
+    return await _Resumed(coro, first)
+
+
+class _Pending:
+    """A slot of the reorder window whose item is still running."""
+
+    __slots__ = ("task", "item")
+
+    def __init__(self, task: asyncio.Task[Any], item: tuple[Any, ...]) -> None:
+        self.task = task
+        self.item = item
+
+
+class MergeInlet:
+    """Every upstream item alone, as a 1-tuple, in arrival order (`aggregate_inputs: false`)."""
+
+    __slots__ = ("channel",)
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+
+    def take(self, n: int) -> list[tuple[Any, ...]]:
+        return [(v,) for v in self.channel.take(n)]
+
+    @property
+    def exhausted(self) -> bool:
+        return self.channel.exhausted
+
+    def depth(self) -> int:
+        return len(self.channel.buf)
+
+    def finish(self) -> int:
+        return 0
+
+
+class ZipInlet:
+    """One item from each upstream node per call, in upstream order; ends with the shortest."""
+
+    __slots__ = ("channels",)
+
+    def __init__(self, channels: list[Channel]) -> None:
+        self.channels = channels
+
+    def take(self, n: int) -> list[tuple[Any, ...]]:
+        m = min(n, min(len(c.buf) for c in self.channels))
+        if m <= 0:
+            return []
+        return list(zip(*(c.take(m) for c in self.channels), strict=True))
+
+    @property
+    def exhausted(self) -> bool:
+        return any(c.exhausted for c in self.channels)
+
+    def depth(self) -> int:
+        return sum(len(c.buf) for c in self.channels)
+
+    def finish(self) -> int:
+        """No more pairs can form: drop what is left, and all that still comes (unpaired)."""
+        return sum(c.abandon() for c in self.channels)
+
+
+Inlet = MergeInlet | ZipInlet
+
+
+class Processor:
+    """A node of the pipeline: runs its coroutine on every input item.
+
+    The coroutine is called as ``await coro(self, q_elt, **args)``; ``self`` is this object, so
+    ``self.name`` and ``self.env_vars`` (the caller's context) are at hand.
+    """
+
+    kind = "processor"
+
+    def __init__(
+        self,
+        name: str,
+        coro: Callable[..., Awaitable[Any]],
+        *,
+        args: dict[str, Any] | None = None,
+        properties: NodeProperties | None = None,
+        env_vars: dict[str, Any] | None = None,
+        coro_name: str | None = None,
+        on_item_error: Callable[[ItemError], None] | None = None,
+    ) -> None:
+        self._name = name
+        self._uuid = str(uuid.uuid4())
+        self._processor_coro = coro
+        self.coro_name = coro_name or getattr(coro, "__qualname__", repr(coro))
+        self.args = dict(args or {})
+        self.properties = properties or NodeProperties()
+        self.env_vars: dict[str, Any] = env_vars if env_vars is not None else {}
+        self.metrics = NodeMetrics()
+        self.first_errors: list[ItemError] = []
+        self._on_item_error = on_item_error
+        self.inlet: Inlet | None = None
+        self.outlets: list[Channel] = []
+        self.sink: ResultSink | None = None
+        self._waker = Waker()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._finished: list[tuple[asyncio.Task[Any], tuple[Any, ...]]] = []
+        self._inflight = 0
+
+    # -- the original's read-only surface ----------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def uuid(self) -> str:
+        return self._uuid
+
+    @property
+    def processor_coro(self) -> Callable[..., Awaitable[Any]]:
+        return self._processor_coro
+
+    @property
+    def inflight(self) -> int:
+        return self._inflight
+
+    def queue_depth(self) -> int:
+        return self.inlet.depth() if self.inlet is not None else 0
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._name!r} coro={self.coro_name}>"
+
+    # -- errors ------------------------------------------------------------------------------
+    def _item_failed(self, item: Any, exc: BaseException) -> object:
+        """Count, report and (unless the node fails the pipeline) skip one failed item."""
+        m = self.metrics
+        m.errors += 1
+        if isinstance(exc, TimeoutError) and not isinstance(exc, ItemTimeout):
+            exc = ItemTimeout(f"no result within {self.properties.timeout} s", node=self._name)
+        text = repr(item)
+        err = ItemError(self._name, text if len(text) <= 200 else text[:197] + "...",
+                        type(exc).__name__, str(exc)[:500])
+        if len(self.first_errors) < _MAX_KEPT_ERRORS:
+            self.first_errors.append(err)
+        if self.properties.on_error == "fail":
+            raise NodeFailed(
+                f"node {self._name!r} failed on item {err.item}: {err.error_type}: {err.message}",
+                node=self._name,
+            ) from exc
+        if self._on_item_error is not None:
+            self._on_item_error(err)
+        return _FAILED
+
+    # -- output --------------------------------------------------------------------------------
+    async def _emit(self, values: list[Any]) -> None:
+        self.metrics.items_out += len(values)
+        for ch in self.outlets:
+            await ch.put_many(values)
+        if self.sink is not None:
+            await self.sink.deliver(self._name, values)
+
+    def _close_outputs(self) -> None:
+        for ch in self.outlets:
+            ch.close()
+        if self.sink is not None:
+            self.sink.close()
+
+    # -- items ---------------------------------------------------------------------------------
+    async def _guarded(self, item: tuple[Any, ...]) -> Any:
+        """One item with retries and a per-item timeout (the slower, careful path)."""
+        props = self.properties
+        attempt = 0
+        while True:
+            try:
+                if props.timeout is not None:
+                    async with asyncio.timeout(props.timeout):
+                        return await self._processor_coro(self, item, **self.args)
+                return await self._processor_coro(self, item, **self.args)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                if props.on_error != "retry" or attempt >= props.retries:
+                    raise
+                attempt += 1
+                self.metrics.retries += 1
+                await asyncio.sleep(props.backoff * 2 ** (attempt - 1))
+
+    def _on_task_done(self, item: tuple[Any, ...], start: float, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        self._inflight -= 1
+        m = self.metrics
+        m.lat_sum += time.perf_counter() - start
+        m.lat_n += 1
+        if not self.properties.ordered:
+            self._finished.append((task, item))
+        self._waker()
+
+    def _outcome(self, task: asyncio.Task[Any], item: tuple[Any, ...]) -> Any:
+        if task.cancelled():
+            return self._item_failed(item, asyncio.CancelledError("item task was cancelled"))
+        exc = task.exception()
+        if exc is not None:
+            return self._item_failed(item, exc)
+        return task.result()
+
+    # -- the run loop ----------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Process items until the input ends and every item has left, then close the outputs."""
+        assert self.inlet is not None, "a processor needs an inlet (built by the Plumber)"
+        m = self.metrics
+        m.status = "running"
+        m.started = time.monotonic()
+        try:
+            await self._loop(self.inlet)
+        except asyncio.CancelledError:
+            m.status = "cancelled"
+            raise
+        except BaseException:
+            m.status = "failed"
+            raise
+        finally:
+            await self._stop_tasks()
+        m.status = "done"
+        m.ended = time.monotonic()
+
+    async def _stop_tasks(self) -> None:
+        tasks = list(self._tasks)
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+
+    async def _loop(self, inlet: Inlet) -> None:
+        loop = asyncio.get_running_loop()
+        props = self.properties
+        conc, ordered = props.concurrency, props.ordered
+        fn, args = self._processor_coro, self.args
+        guarded = props.on_error == "retry" or props.timeout is not None
+        # asyncio.timeout() acts on the current task: items with a timeout must own their task.
+        eager = props.timeout is None
+        slots: deque[Any] = deque()  # ordered: values and _Pending, in input order
+        finished = self._finished
+        m = self.metrics
+        tasks = self._tasks
+        perf = time.perf_counter
+        input_done = False
+        while True:
+            out: list[Any] = []
+            # 1. results that are ready, in order
+            if ordered:
+                while slots:
+                    head = slots[0]
+                    if type(head) is _Pending:
+                        if not head.task.done():
+                            break
+                        value = self._outcome(head.task, head.item)
+                    else:
+                        value = head
+                    slots.popleft()
+                    if value is not _FAILED and value is not DROP:
+                        out.append(value)
+                    elif value is DROP:
+                        m.dropped += 1
+            elif finished:
+                batch, finished[:] = finished[:], []
+                for task, item in batch:
+                    value = self._outcome(task, item)
+                    if value is not _FAILED and value is not DROP:
+                        out.append(value)
+                    elif value is DROP:
+                        m.dropped += 1
+            # 2. new items, as many as the concurrency (reorder window) allows
+            took = 0
+            if not input_done:
+                room = conc - (len(slots) if ordered else self._inflight)
+                if room > 0:
+                    items = inlet.take(room)
+                    took = len(items)
+                    if took:
+                        m.items_in += took
+                        t0 = perf()
+                        eager_n = 0
+                        for item in items:
+                            if eager:
+                                coro = (self._guarded(item) if guarded
+                                        else fn(self, item, **args) if args else fn(self, item))
+                                try:
+                                    first = coro.send(None)
+                                except StopIteration as stop:
+                                    value = stop.value
+                                    eager_n += 1
+                                except asyncio.CancelledError:
+                                    raise
+                                except Exception as exc:
+                                    value = self._item_failed(item, exc)
+                                    eager_n += 1
+                                else:
+                                    task = loop.create_task(_resume(coro, first))
+                                    self._track(task, item)
+                                    if ordered:
+                                        slots.append(_Pending(task, item))
+                                    continue
+                            else:
+                                task = loop.create_task(self._guarded(item))
+                                self._track(task, item)
+                                if ordered:
+                                    slots.append(_Pending(task, item))
+                                continue
+                            if value is _FAILED:
+                                continue
+                            if value is DROP:
+                                m.dropped += 1
+                            elif ordered and slots:
+                                slots.append(value)
+                            else:
+                                out.append(value)
+                        if eager_n:
+                            m.lat_sum += perf() - t0
+                            m.lat_n += eager_n
+                    elif inlet.exhausted:
+                        input_done = True
+                        m.unpaired += inlet.finish()
+            # 3. pass results on (may wait: backpressure)
+            if out:
+                await self._emit(out)
+                continue
+            if took:
+                continue
+            if input_done and not slots and not self._inflight and not finished:
+                self._close_outputs()
+                return
+            await self._waker.wait()
+
+    def _track(self, task: asyncio.Task[Any], item: tuple[Any, ...]) -> None:
+        self._tasks.add(task)
+        self._inflight += 1
+        start = time.perf_counter()
+        task.add_done_callback(lambda t: self._on_task_done(item, start, t))
+
+
+class OutputQueue:
+    """What a source coroutine gets as its output queue: the familiar `await put(item)`, bounded,
+    fanned out to every downstream node."""
+
+    __slots__ = ("_node", "_outlets", "_limit")
+
+    def __init__(self, node: InputProcessor, limit: int | None) -> None:
+        self._node = node
+        self._outlets = node.outlets
+        self._limit = limit
+
+    async def put(self, item: Any) -> None:
+        """Send one item downstream, waiting while a downstream queue is full."""
+        node = self._node
+        m = node.metrics
+        if self._limit is not None and m.items_out >= self._limit:
+            raise LimitExceeded(
+                f"node {node.name!r}: more than {self._limit} items from one source",
+                node=node.name,
+            )
+        outlets = self._outlets
+        if len(outlets) == 1 and node.sink is None:
+            ch = outlets[0]
+            m.items_out += 1
+            if len(ch.buf) < ch.maxsize and not ch.abandoned:
+                ch.buf.append(item)
+                ch.wake()
+            else:
+                await ch.put_many([item])
+            return
+        await node._emit([item])
+
+    def put_nowait(self, item: Any) -> None:
+        """Send one item now, or raise asyncio.QueueFull when a downstream queue is full."""
+        if self.full():
+            raise asyncio.QueueFull
+        node = self._node
+        if self._limit is not None and node.metrics.items_out >= self._limit:
+            raise LimitExceeded(
+                f"node {node.name!r}: more than {self._limit} items from one source",
+                node=node.name,
+            )
+        node.metrics.items_out += 1
+        for ch in self._outlets:
+            if ch.abandoned:
+                ch.dropped += 1
+            else:
+                ch.buf.append(item)
+                ch.wake()
+        if node.sink is not None:
+            node.sink.deliver_nowait(node.name, [item])
+
+    async def put_many(self, items: list[Any]) -> None:
+        """Send a list of items at once (the fast way for sources that have them ready)."""
+        node = self._node
+        if self._limit is not None and node.metrics.items_out + len(items) > self._limit:
+            raise LimitExceeded(
+                f"node {node.name!r}: more than {self._limit} items from one source",
+                node=node.name,
+            )
+        await node._emit(list(items))
+
+    def full(self) -> bool:
+        return any(len(ch.buf) >= ch.maxsize and not ch.abandoned for ch in self._outlets) or (
+            self._node.sink is not None and self._node.sink.full()
+        )
+
+    def qsize(self) -> int:
+        return max((len(ch.buf) for ch in self._outlets), default=0)
+
+    def empty(self) -> bool:
+        return self.qsize() == 0
+
+    @property
+    def maxsize(self) -> int:
+        return min((ch.maxsize for ch in self._outlets), default=0)
+
+
+class InputProcessor(Processor):
+    """A source node: its coroutine gets an output queue, puts items in it, and returns at the end.
+
+    Called as ``await coro(self, output_q, **args)``.
+    """
+
+    kind = "source"
+    max_items: int | None = None
+
+    async def run(self) -> None:
+        m = self.metrics
+        m.status = "running"
+        m.started = time.monotonic()
+        queue = OutputQueue(self, self.max_items)
+        try:
+            await self._processor_coro(self, queue, **self.args)
+        except asyncio.CancelledError:
+            m.status = "cancelled"
+            raise
+        except PipelineError:
+            m.status = "failed"
+            raise
+        except Exception as exc:
+            # A source that raises ends its stream; with on_error "fail" it stops the pipeline.
+            try:
+                self._item_failed(f"<source, after {m.items_out} items>", exc)
+            except NodeFailed:
+                m.status = "failed"
+                raise
+        m.items_in = m.items_out
+        self._close_outputs()
+        m.status = "done"
+        m.ended = time.monotonic()

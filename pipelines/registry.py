@@ -1,0 +1,198 @@
+"""Coroutines by name: registration checks the signature and derives an args schema from hints."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import re
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
+from .errors import RegistryError, SpecIssue
+from .spec import issues_from_validation
+
+__all__ = ["CoroKind", "CoroInfo", "Registry", "inspect_coroutine"]
+
+CoroKind = Literal["source", "processor"]
+F = TypeVar("F", bound=Callable[..., Any])
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_SOURCE_PARAM_NAMES = {"output_q", "q_out", "output_queue", "out_q", "queue", "q"}
+
+
+@dataclass(frozen=True, slots=True)
+class CoroInfo:
+    """A checked coroutine: its kind, doc line and a pydantic model of its keyword arguments."""
+
+    name: str
+    fn: Callable[..., Any]
+    kind: CoroKind | None  # None: not declared (library coroutines); the graph position decides
+    doc: str
+    args_model: type[BaseModel]
+    accepts_extra: bool
+
+    def args_schema(self) -> dict[str, Any]:
+        return self.args_model.model_json_schema()
+
+    def validate_args(self, args: dict[str, Any], prefix: str) -> tuple[dict[str, Any], list[SpecIssue]]:
+        """Check `args` against the signature; return the call kwargs or the issues."""
+        try:
+            model = self.args_model.model_validate(args)
+        except ValidationError as exc:
+            issues = issues_from_validation(exc, prefix)
+            known = ", ".join(self.args_model.model_fields) or "none"
+            return {}, [
+                SpecIssue(i.path, i.code, f"{i.message}; {self.name} accepts: {known}")
+                if i.code == "unknown_field"
+                else i
+                for i in issues
+            ]
+        kwargs = {k: getattr(model, k) for k in self.args_model.model_fields}
+        if model.model_extra:
+            kwargs.update(model.model_extra)
+        return kwargs, []
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "doc": self.doc,
+                "args_schema": self.args_schema()}
+
+
+def _is_coroutine_function(fn: Any) -> bool:
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = getattr(fn, "__call__", None)  # noqa: B004 - an object with an async __call__
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+def inspect_coroutine(
+    fn: Callable[..., Any],
+    *,
+    name: str | None = None,
+    kind: CoroKind | None = None,
+    doc: str | None = None,
+    strict: bool = True,
+) -> CoroInfo:
+    """Check that `fn` fits the coroutine contract and build its CoroInfo.
+
+    :param strict: validate args strictly (no "5" for an int): the service's setting.
+    """
+    label = name or getattr(fn, "__qualname__", repr(fn))
+    if not callable(fn) or not _is_coroutine_function(fn):
+        raise RegistryError(f"{label}: not a coroutine function (define it with 'async def')")
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError) as exc:
+        raise RegistryError(f"{label}: cannot read its signature ({exc})") from None
+    params = list(sig.parameters.values())
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(positional) < 2 and not any(p.kind is p.VAR_POSITIONAL for p in params):
+        raise RegistryError(
+            f"{label}: a pipeline coroutine takes (self, q_elt, **args) or (self, output_q, **args); "
+            f"it has {len(positional)} positional parameter(s)"
+        )
+    try:
+        hints = typing.get_type_hints(fn, include_extras=True)  # keep Annotated[..., Field()]
+    except Exception:  # unresolvable forward references: treat as unannotated
+        hints = {}
+    if kind is None and len(positional) >= 2:
+        second = positional[1]
+        ann = hints.get(second.name)
+        if second.name in _SOURCE_PARAM_NAMES or ann is asyncio.Queue:
+            kind = "source"
+    fields: dict[str, Any] = {}
+    accepts_extra = False
+    for p in params[2:] if len(positional) >= 2 else []:
+        if p.kind is p.VAR_KEYWORD:
+            accepts_extra = True
+            continue
+        if p.kind is p.VAR_POSITIONAL or p.kind is p.POSITIONAL_ONLY:
+            continue
+        ann = hints.get(p.name, Any)
+        default = ... if p.default is p.empty else p.default
+        fields[p.name] = (ann, default)
+    config = ConfigDict(
+        extra="allow" if accepts_extra else "forbid",
+        strict=strict,
+        allow_inf_nan=False,
+        arbitrary_types_allowed=True,
+    )
+    model_name = re.sub(r"\W", "_", label) + "_args"
+    try:
+        model = create_model(model_name, __config__=config, **fields)
+    except Exception as exc:  # an annotation pydantic cannot handle
+        raise RegistryError(f"{label}: cannot derive an args schema ({exc})") from None
+    line = doc if doc is not None else (inspect.getdoc(fn) or "").strip().splitlines()
+    first = line if isinstance(line, str) else (line[0] if line else "")
+    return CoroInfo(label, fn, kind, first, model, accepts_extra)
+
+
+class Registry:
+    """A whitelist of named coroutines; the service resolves node names only through one."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, CoroInfo] = {}
+        self._frozen = False
+
+    def register(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        kind: CoroKind,
+        doc: str | None = None,
+    ) -> CoroInfo:
+        """Check and add `fn` under `name` (default: its qualified name)."""
+        if self._frozen:
+            raise RegistryError("the registry is frozen: register coroutines before start-up")
+        label = name or getattr(fn, "__qualname__", "")
+        if not _NAME.match(label):
+            raise RegistryError(f"{label!r}: a registry name is dotted identifiers, e.g. Text.upper")
+        if label in self._entries:
+            raise RegistryError(f"{label!r} is registered already")
+        if kind not in ("source", "processor"):
+            raise RegistryError(f"{label}: kind must be 'source' or 'processor', not {kind!r}")
+        info = inspect_coroutine(fn, name=label, kind=kind, doc=doc, strict=True)
+        self._entries[label] = info
+        return info
+
+    def source(self, name: str | None = None, *, doc: str | None = None) -> Callable[[F], F]:
+        """Decorator: register an input coroutine `async def f(self, output_q, **args)`."""
+        def deco(fn: F) -> F:
+            self.register(fn, name=name, kind="source", doc=doc)
+            return fn
+        return deco
+
+    def processor(self, name: str | None = None, *, doc: str | None = None) -> Callable[[F], F]:
+        """Decorator: register a processor coroutine `async def f(self, q_elt, **args)`."""
+        def deco(fn: F) -> F:
+            self.register(fn, name=name, kind="processor", doc=doc)
+            return fn
+        return deco
+
+    def freeze(self) -> None:
+        """Refuse further registrations."""
+        self._frozen = True
+
+    @property
+    def frozen(self) -> bool:
+        return self._frozen
+
+    def get(self, name: str) -> CoroInfo | None:
+        return self._entries.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Name, kind, doc line and args JSON Schema of every coroutine, sorted by name."""
+        return [self._entries[n].describe() for n in self.names()]
