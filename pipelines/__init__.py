@@ -48,6 +48,7 @@ __all__ = [
     "PipelineError",
     "Plumber",
     "Processor",
+    "Registry",
     "RegistryError",
     "Result",
     "RunReport",

@@ -307,7 +307,6 @@ class Processor:
         slots: deque[Any] = deque()  # ordered: values and _Pending, in input order
         finished = self._finished
         m = self.metrics
-        tasks = self._tasks
         perf = time.perf_counter
         input_done = False
         while True:
@@ -348,8 +347,9 @@ class Processor:
                         eager_n = 0
                         for item in items:
                             if eager:
-                                coro = (self._guarded(item) if guarded
-                                        else fn(self, item, **args) if args else fn(self, item))
+                                coro: Any = (self._guarded(item) if guarded
+                                             else fn(self, item, **args) if args
+                                             else fn(self, item))
                                 try:
                                     first = coro.send(None)
                                 except StopIteration as stop:

@@ -21,7 +21,7 @@ CoroKind = Literal["source", "processor"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
-_SOURCE_PARAM_NAMES = {"output_q", "q_out", "output_queue", "out_q", "queue", "q"}
+_SOURCE_PARAM_NAMES = {"output_q", "q_out", "output_queue", "out_q"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +80,7 @@ def inspect_coroutine(
 
     :param strict: validate args strictly (no "5" for an int): the service's setting.
     """
-    label = name or getattr(fn, "__qualname__", repr(fn))
+    label: str = name or getattr(fn, "__qualname__", None) or repr(fn)
     if not callable(fn) or not _is_coroutine_function(fn):
         raise RegistryError(f"{label}: not a coroutine function (define it with 'async def')")
     try:
@@ -148,7 +148,7 @@ class Registry:
         """Check and add `fn` under `name` (default: its qualified name)."""
         if self._frozen:
             raise RegistryError("the registry is frozen: register coroutines before start-up")
-        label = name or getattr(fn, "__qualname__", "")
+        label: str = name or getattr(fn, "__qualname__", None) or ""
         if not _NAME.match(label):
             raise RegistryError(f"{label!r}: a registry name is dotted identifiers, e.g. Text.upper")
         if label in self._entries:

@@ -11,7 +11,7 @@ from .errors import PipelineError
 __all__ = ["RunStatus", "ItemError", "NodeReport", "RunReport", "Result"]
 
 
-class RunStatus(str, enum.Enum):
+class RunStatus(enum.StrEnum):
     """Where a pipeline is in its life."""
 
     PENDING = "pending"
