@@ -303,7 +303,10 @@ class Processor:
         fn, args = self._processor_coro, self.args
         guarded = props.on_error == "retry" or props.timeout is not None
         # asyncio.timeout() acts on the current task: items with a timeout must own their task.
-        eager = props.timeout is None
+        can_eager = props.timeout is None
+        # Items that mostly suspend gain nothing from the eager first step and pay for handing
+        # over to a task: such nodes create plain tasks, and try the eager way now and then.
+        eager, probe = can_eager, 0
         slots: deque[Any] = deque()  # ordered: values and _Pending, in input order
         finished = self._finished
         m = self.metrics
@@ -367,7 +370,9 @@ class Processor:
                                         slots.append(_Pending(task, item))
                                     continue
                             else:
-                                task = loop.create_task(self._guarded(item))
+                                task = loop.create_task(
+                                    self._guarded(item) if guarded
+                                    else fn(self, item, **args) if args else fn(self, item))
                                 self._track(task, item)
                                 if ordered:
                                     slots.append(_Pending(task, item))
@@ -383,6 +388,12 @@ class Processor:
                         if eager_n:
                             m.lat_sum += perf() - t0
                             m.lat_n += eager_n
+                        if eager:
+                            if 2 * eager_n < took:
+                                eager, probe = False, 32
+                        elif can_eager:
+                            probe -= 1
+                            eager = probe <= 0
                     elif inlet.exhausted:
                         input_done = True
                         m.unpaired += inlet.finish()
