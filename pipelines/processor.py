@@ -12,7 +12,7 @@ import asyncio
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any, Final
 
 from .channel import Channel, Waker
@@ -147,7 +147,7 @@ class Processor:
     def __init__(
         self,
         name: str,
-        coro: Callable[..., Awaitable[Any]],
+        coro: Callable[..., Coroutine[Any, Any, Any]],
         *,
         args: dict[str, Any] | None = None,
         properties: NodeProperties | None = None,
@@ -183,7 +183,7 @@ class Processor:
         return self._uuid
 
     @property
-    def processor_coro(self) -> Callable[..., Awaitable[Any]]:
+    def processor_coro(self) -> Callable[..., Coroutine[Any, Any, Any]]:
         return self._processor_coro
 
     @property
