@@ -12,6 +12,7 @@ from .errors import (
     RegistryError,
     SpecError,
     SpecIssue,
+    Stalled,
 )
 from .plumber import Plumber, compile_spec
 from .processor import DROP, InputProcessor, OutputQueue, Processor
@@ -56,6 +57,7 @@ __all__ = [
     "SpecError",
     "SpecIssue",
     "SpecLimits",
+    "Stalled",
     "compile_spec",
     "inspect_coroutine",
 ]

@@ -23,10 +23,19 @@ class Waker:
         if fut is not None and not fut.done():
             fut.set_result(None)
 
+    def arm(self) -> asyncio.Future[None]:
+        """The future the next wake-up resolves (await it, then `disarm`)."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._fut = fut
+        return fut
+
+    def disarm(self) -> None:
+        self._fut = None
+
     async def wait(self) -> None:
-        self._fut = asyncio.get_running_loop().create_future()
+        fut = self.arm()
         try:
-            await self._fut
+            await fut
         finally:
             self._fut = None
 
@@ -84,6 +93,41 @@ class Channel:
                         self._putters.remove(fut)
                     except ValueError:
                         pass
+
+    def offer(self, items: list[Any], start: int = 0) -> int:
+        """Append as many of `items[start:]` as fit now; return the index of the first one left.
+
+        Once the consumer has abandoned the channel every item counts as taken (and dropped).
+        """
+        n = len(items)
+        if self.abandoned:
+            self.dropped += n - start
+            return n
+        room = self.maxsize - len(self.buf)
+        if room <= 0 or start >= n:
+            return start
+        if start == 0 and room >= n:
+            self.buf.extend(items)
+            end = n
+        else:
+            end = min(n, start + room)
+            self.buf.extend(items[start:end])
+        self.wake()
+        return end
+
+    def add_putter(self, fut: asyncio.Future[None]) -> None:
+        """Resolve `fut` when the consumer next takes items (or abandons the channel)."""
+        self._putters.append(fut)
+
+    def remove_putter(self, fut: asyncio.Future[None]) -> None:
+        try:
+            self._putters.remove(fut)
+        except ValueError:
+            pass
+
+    @property
+    def full(self) -> bool:
+        return len(self.buf) >= self.maxsize and not self.abandoned
 
     async def put(self, item: Any) -> None:
         """Append one item, waiting while the channel is full."""

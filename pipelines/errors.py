@@ -13,6 +13,7 @@ __all__ = [
     "NodeFailed",
     "LimitExceeded",
     "ItemTimeout",
+    "Stalled",
 ]
 
 
@@ -93,3 +94,10 @@ class ItemTimeout(PipelineError, TimeoutError):
     """Raised when one item takes longer than its node's `timeout`."""
 
     code = "item_timeout"
+
+
+class Stalled(PipelineError, RuntimeError):
+    """Raised when every node of a running pipeline waits on another and none can move
+    (a zip whose inputs drifted apart by more than its queues hold, for example)."""
+
+    code = "stalled"

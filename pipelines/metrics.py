@@ -12,7 +12,7 @@ class NodeMetrics:
     """Items in/out, errors, latency and a recent rate of one node; plain attributes, no locks."""
 
     __slots__ = (
-        "items_in", "items_out", "errors", "retries", "dropped", "unpaired",
+        "items_in", "items_out", "errors", "retries", "dropped",
         "lat_sum", "lat_n", "status", "started", "ended", "_rate", "_rate_t", "_rate_out",
     )
 
@@ -22,7 +22,6 @@ class NodeMetrics:
         self.errors = 0
         self.retries = 0
         self.dropped = 0
-        self.unpaired = 0
         self.lat_sum = 0.0
         self.lat_n = 0
         self.status = "pending"
@@ -51,7 +50,6 @@ class NodeMetrics:
             "errors": self.errors,
             "retries": self.retries,
             "dropped": self.dropped,
-            "unpaired": self.unpaired,
             "rate": round(self.rate(), 1),
             "latency_ms": round(1000 * self.lat_sum / self.lat_n, 3) if self.lat_n else 0.0,
         }

@@ -12,7 +12,7 @@ from types import TracebackType
 from typing import Any, ClassVar
 
 from .channel import Channel, Waker
-from .errors import PipelineError, RegistryError, SpecError, SpecIssue
+from .errors import PipelineError, RegistryError, SpecError, SpecIssue, Stalled
 from .processor import InputProcessor, MergeInlet, Processor, ZipInlet
 from .registry import CoroInfo, Registry, inspect_coroutine
 from .report import ItemError, NodeReport, Result, RunReport, RunStatus
@@ -23,6 +23,8 @@ __all__ = ["Plumber", "ResultSink", "compile_spec", "CompiledNode"]
 logger = logging.getLogger(__name__)
 
 CoroMap = Callable[[Any], Any]
+#: Seconds between checks for a pipeline in which no node can move.
+STALL_CHECK_INTERVAL = 0.2
 
 
 class CompiledNode:
@@ -213,6 +215,7 @@ class Plumber:
         self._t1: float | None = None
         self._seq = 0
         self._reading = False
+        self._watch: asyncio.TimerHandle | None = None
 
     def _build(self, compiled: dict[str, CompiledNode],
                on_item_error: Callable[[ItemError], None] | None) -> None:
@@ -279,7 +282,8 @@ class Plumber:
         nodes = {}
         for n in self.nodes.values():
             snap = n.metrics.snapshot()
-            snap.update(coro=n.coro_name, kind=n.kind, inflight=n.inflight, queue=n.queue_depth())
+            snap.update(coro=n.coro_name, kind=n.kind, inflight=n.inflight, queue=n.queue_depth(),
+                        unpaired=n.unpaired())
             nodes[n.name] = snap
         return {
             "status": self._status.value,
@@ -293,7 +297,7 @@ class Plumber:
     def _make_report(self, error: PipelineError | None = None) -> RunReport:
         nodes = {
             n.name: NodeReport(n.name, n.metrics.items_in, n.metrics.items_out, n.metrics.errors,
-                               n.metrics.retries, n.metrics.dropped, n.metrics.unpaired,
+                               n.metrics.retries, n.metrics.dropped, n.unpaired(),
                                n.metrics.status, list(n.first_errors))
             for n in self.nodes.values()
         }
@@ -324,6 +328,7 @@ class Plumber:
     async def _main(self) -> None:
         error: PipelineError | None = None
         status = RunStatus.FAILED
+        self._watch = asyncio.get_running_loop().call_later(STALL_CHECK_INTERVAL, self._watchdog)
         try:
             async with asyncio.TaskGroup() as tg:
                 for node in self.nodes.values():
@@ -338,11 +343,44 @@ class Plumber:
                 logger.error("pipeline %s: internal error", self.name, exc_info=group)
                 error = PipelineError(f"internal error: {group.exceptions[0]!r}")
         finally:
+            if self._watch is not None:
+                self._watch.cancel()
+                self._watch = None
             self._t1 = time.monotonic()
             self._status = status
             self._report = self._make_report(error)
             if self._sink.channel is not None:
                 self._sink.channel.force_close()
+
+    def _watchdog(self) -> None:
+        """Fail the pipeline if every running node waits on a future only another node can
+        resolve, with no item in flight: nothing can ever move again."""
+        self._watch = None
+        if self._status is not RunStatus.RUNNING:
+            return
+        live = [n for n in self.nodes.values() if n.metrics.status == "running"]
+        if live and all(n.blocked is not None and not n.blocked.done() and not n.inflight
+                        for n in live):
+            parts = []
+            for n in live:
+                if n.blocked_on:
+                    edges = ", ".join(f"{a} -> {b} ({len(ch)}/{ch.maxsize})"
+                                      for a, b, ch in self._edges
+                                      if a == n.name and ch in n.blocked_on)
+                    parts.append(f"{n.name!r} waits for room on {edges}")
+                else:
+                    parts.append(f"{n.name!r} waits for input")
+            zips = [n.name for n in live if isinstance(n.inlet, ZipInlet)]
+            hint = (f"; a zip node ({', '.join(zips)}) whose inputs carry different numbers of "
+                    "items can wait for ever: set its aggregate_inputs to false, or give its "
+                    "queues more room (queue_size)") if zips else ""
+            err = Stalled("pipeline stalled, every node waits on another: "
+                          + "; ".join(parts) + hint, node=live[0].name)
+            blocked = live[0].blocked
+            assert blocked is not None
+            blocked.set_exception(err)
+            return
+        self._watch = asyncio.get_running_loop().call_later(STALL_CHECK_INTERVAL, self._watchdog)
 
     async def wait(self) -> RunReport:
         """Wait until every node has ended; return the report (it does not raise on failure)."""

@@ -74,6 +74,10 @@ async def _resume(coro: Any, first: Any) -> Any:
     return await _Resumed(coro, first)
 
 
+class _Detached(Exception):
+    """Raised inside a node when every downstream node has ended: nothing it makes can be used."""
+
+
 class _Pending:
     """A slot of the reorder window whose item is still running."""
 
@@ -105,6 +109,12 @@ class MergeInlet:
     def finish(self) -> int:
         return 0
 
+    def detach(self) -> int:
+        return self.channel.abandon()
+
+    def unpaired(self) -> int:
+        return 0
+
 
 class ZipInlet:
     """One item from each upstream node per call, in upstream order; ends with the shortest."""
@@ -130,6 +140,14 @@ class ZipInlet:
     def finish(self) -> int:
         """No more pairs can form: drop what is left, and all that still comes (unpaired)."""
         return sum(c.abandon() for c in self.channels)
+
+    def detach(self) -> int:
+        self.finish()
+        return 0  # counted by unpaired()
+
+    def unpaired(self) -> int:
+        """Items that found no partner: left over at the end, or arriving after it."""
+        return sum(c.dropped for c in self.channels)
 
 
 Inlet = MergeInlet | ZipInlet
@@ -172,6 +190,10 @@ class Processor:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._finished: list[tuple[asyncio.Task[Any], tuple[Any, ...]]] = []
         self._inflight = 0
+        # What the node is blocked on, for the plumber's stall watchdog: a future that only
+        # another node can resolve, and the channels it waits for room in (None: for input).
+        self.blocked: asyncio.Future[None] | None = None
+        self.blocked_on: list[Channel] | None = None
 
     # -- the original's read-only surface ----------------------------------------------------
     @property
@@ -189,6 +211,9 @@ class Processor:
     @property
     def inflight(self) -> int:
         return self._inflight
+
+    def unpaired(self) -> int:
+        return self.inlet.unpaired() if self.inlet is not None else 0
 
     def queue_depth(self) -> int:
         return self.inlet.depth() if self.inlet is not None else 0
@@ -219,11 +244,58 @@ class Processor:
 
     # -- output --------------------------------------------------------------------------------
     async def _emit(self, values: list[Any]) -> None:
+        """Pass `values` to every downstream node, each at its own pace (a full edge does not
+        hold back the others), waiting until all have them."""
         self.metrics.items_out += len(values)
-        for ch in self.outlets:
-            await ch.put_many(values)
-        if self.sink is not None:
+        if self.sink is not None:  # an output node (it has no outlets)
             await self.sink.deliver(self._name, values)
+            return
+        outlets = self.outlets
+        n = len(values)
+        if len(outlets) == 1:
+            ch = outlets[0]
+            i = ch.offer(values)
+            while i < n:
+                await self._wait_for_room([ch])
+                i = ch.offer(values, i)
+            if ch.abandoned:
+                raise _Detached
+            return
+        offsets = [0] * len(outlets)
+        while True:
+            waiting = []
+            for j, ch in enumerate(outlets):
+                if offsets[j] < n:
+                    offsets[j] = ch.offer(values, offsets[j])
+                    if offsets[j] < n:
+                        waiting.append(ch)
+            if not waiting:
+                break
+            await self._wait_for_room(waiting)
+        if all(ch.abandoned for ch in outlets):
+            raise _Detached
+
+    async def _wait_for_room(self, channels: list[Channel]) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for ch in channels:
+            ch.add_putter(fut)
+        self.blocked, self.blocked_on = fut, channels
+        try:
+            await fut
+        finally:
+            self.blocked = self.blocked_on = None
+            for ch in channels:
+                ch.remove_putter(fut)
+
+    async def _wait_for_input(self) -> None:
+        fut = self._waker.arm()
+        if not self._inflight:
+            self.blocked = fut
+        try:
+            await fut
+        finally:
+            self._waker.disarm()
+            self.blocked = None
 
     def _close_outputs(self) -> None:
         for ch in self.outlets:
@@ -278,6 +350,10 @@ class Processor:
         m.started = time.monotonic()
         try:
             await self._loop(self.inlet)
+        except _Detached:
+            # Every downstream node ended (a zip met its shortest input): stop taking input too.
+            m.dropped += self.inlet.detach()
+            self._close_outputs()
         except asyncio.CancelledError:
             m.status = "cancelled"
             raise
@@ -314,99 +390,107 @@ class Processor:
         input_done = False
         while True:
             out: list[Any] = []
-            # 1. results that are ready, in order
-            if ordered:
-                while slots:
-                    head = slots[0]
-                    if type(head) is _Pending:
-                        if not head.task.done():
-                            break
-                        value = self._outcome(head.task, head.item)
-                    else:
-                        value = head
-                    slots.popleft()
-                    if value is not _FAILED and value is not DROP:
-                        out.append(value)
-                    elif value is DROP:
-                        m.dropped += 1
-            elif finished:
-                batch, finished[:] = finished[:], []
-                for task, item in batch:
-                    value = self._outcome(task, item)
-                    if value is not _FAILED and value is not DROP:
-                        out.append(value)
-                    elif value is DROP:
-                        m.dropped += 1
-            # 2. new items, as many as the concurrency (reorder window) allows
+            failure: NodeFailed | None = None
             took = 0
-            if not input_done:
-                room = conc - (len(slots) if ordered else self._inflight)
-                if room > 0:
-                    items = inlet.take(room)
-                    took = len(items)
-                    if took:
-                        m.items_in += took
-                        t0 = perf()
-                        eager_n = 0
-                        for item in items:
-                            if eager:
-                                coro: Any = (self._guarded(item) if guarded
-                                             else fn(self, item, **args) if args
-                                             else fn(self, item))
-                                try:
-                                    first = coro.send(None)
-                                except StopIteration as stop:
-                                    value = stop.value
-                                    eager_n += 1
-                                except asyncio.CancelledError:
-                                    raise
-                                except Exception as exc:
-                                    value = self._item_failed(item, exc)
-                                    eager_n += 1
+            try:
+                # 1. results that are ready, in order
+                if ordered:
+                    while slots:
+                        head = slots[0]
+                        if type(head) is _Pending:
+                            if not head.task.done():
+                                break
+                            value = self._outcome(head.task, head.item)
+                        else:
+                            value = head
+                        slots.popleft()
+                        if value is not _FAILED and value is not DROP:
+                            out.append(value)
+                        elif value is DROP:
+                            m.dropped += 1
+                elif finished:
+                    batch, finished[:] = finished[:], []
+                    for task, item in batch:
+                        value = self._outcome(task, item)
+                        if value is not _FAILED and value is not DROP:
+                            out.append(value)
+                        elif value is DROP:
+                            m.dropped += 1
+                # 2. new items, as many as the concurrency (reorder window) allows
+                if not input_done:
+                    room = conc - (len(slots) if ordered else self._inflight)
+                    if room > 0:
+                        items = inlet.take(room)
+                        took = len(items)
+                        if took:
+                            m.items_in += took
+                            t0 = perf()
+                            eager_n = 0
+                            for item in items:
+                                if eager:
+                                    coro: Any = (self._guarded(item) if guarded
+                                                 else fn(self, item, **args) if args
+                                                 else fn(self, item))
+                                    try:
+                                        first = coro.send(None)
+                                    except StopIteration as stop:
+                                        value = stop.value
+                                        eager_n += 1
+                                    except asyncio.CancelledError:
+                                        raise
+                                    except Exception as exc:
+                                        value = self._item_failed(item, exc)
+                                        eager_n += 1
+                                    else:
+                                        task = loop.create_task(_resume(coro, first))
+                                        self._track(task, item)
+                                        if ordered:
+                                            slots.append(_Pending(task, item))
+                                        continue
                                 else:
-                                    task = loop.create_task(_resume(coro, first))
+                                    task = loop.create_task(
+                                        self._guarded(item) if guarded
+                                        else fn(self, item, **args) if args else fn(self, item))
                                     self._track(task, item)
                                     if ordered:
                                         slots.append(_Pending(task, item))
                                     continue
-                            else:
-                                task = loop.create_task(
-                                    self._guarded(item) if guarded
-                                    else fn(self, item, **args) if args else fn(self, item))
-                                self._track(task, item)
-                                if ordered:
-                                    slots.append(_Pending(task, item))
-                                continue
-                            if value is _FAILED:
-                                continue
-                            if value is DROP:
-                                m.dropped += 1
-                            elif ordered and slots:
-                                slots.append(value)
-                            else:
-                                out.append(value)
-                        if eager_n:
-                            m.lat_sum += perf() - t0
-                            m.lat_n += eager_n
-                        if eager:
-                            if 2 * eager_n < took:
-                                eager, probe = False, 32
-                        elif can_eager:
-                            probe -= 1
-                            eager = probe <= 0
-                    elif inlet.exhausted:
-                        input_done = True
-                        m.unpaired += inlet.finish()
+                                if value is _FAILED:
+                                    continue
+                                if value is DROP:
+                                    m.dropped += 1
+                                elif ordered and slots:
+                                    slots.append(value)
+                                else:
+                                    out.append(value)
+                            if eager_n:
+                                m.lat_sum += perf() - t0
+                                m.lat_n += eager_n
+                            if eager:
+                                if 2 * eager_n < took:
+                                    eager, probe = False, 32
+                            elif can_eager:
+                                probe -= 1
+                                eager = probe <= 0
+                        elif inlet.exhausted:
+                            input_done = True
+                            inlet.finish()
+            except NodeFailed as exc:
+                # on_error "fail": results finished before the failing item still leave
+                failure = exc
             # 3. pass results on (may wait: backpressure)
             if out:
                 await self._emit(out)
+            if failure is not None:
+                raise failure
+            if out:
                 continue
             if took:
                 continue
             if input_done and not slots and not self._inflight and not finished:
                 self._close_outputs()
                 return
-            await self._waker.wait()
+            await self._wait_for_input()
 
     def _track(self, task: asyncio.Task[Any], item: tuple[Any, ...]) -> None:
         self._tasks.add(task)
@@ -436,15 +520,13 @@ class OutputQueue:
                 node=node.name,
             )
         outlets = self._outlets
-        if len(outlets) == 1 and node.sink is None:
+        if len(outlets) == 1:
             ch = outlets[0]
-            m.items_out += 1
             if len(ch.buf) < ch.maxsize and not ch.abandoned:
+                m.items_out += 1
                 ch.buf.append(item)
                 ch.wake()
-            else:
-                await ch.put_many([item])
-            return
+                return
         await node._emit([item])
 
     def put_nowait(self, item: Any) -> None:
@@ -509,6 +591,8 @@ class InputProcessor(Processor):
         queue = OutputQueue(self, self.max_items)
         try:
             await self._processor_coro(self, queue, **self.args)
+        except _Detached:
+            pass  # every downstream node ended: the source has nobody to feed
         except asyncio.CancelledError:
             m.status = "cancelled"
             raise

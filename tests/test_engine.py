@@ -683,3 +683,87 @@ def test_original_module_paths() -> None:
     from pipelines.plumber import Plumber as P2
 
     assert P2 is Plumber
+
+
+# -- stalls, detached producers, failing after results ----------------------------------------------
+
+
+async def test_a_stuck_zip_fails_with_a_named_stall_instead_of_hanging() -> None:
+    async def evens(self: Processor, q_elt: tuple[int]) -> Any:
+        return q_elt[0] if q_elt[0] % 2 == 0 else DROP
+
+    async def pair(self: Processor, q_elt: tuple[int, int]) -> tuple[int, int]:
+        return q_elt
+
+    # z zips s with a filtered copy of s: its inputs drift apart until s cannot put any more
+    spec = {"nodes": {"s": {"coro": src_range, "args": {"n": 100}}, "f": {"coro": evens},
+                      "z": {"coro": pair, "properties": {"queue_size": 4}}},
+            "graph": {"s": ["z", "f"], "f": ["z"], "z": None}}
+    before = asyncio.all_tasks()
+    report = await asyncio.wait_for(Plumber(spec, coro_map=ident).run(), 5)
+    assert report.status is RunStatus.FAILED
+    assert report.error is not None and report.error.code == "stalled"
+    assert "'s' waits for room on s -> z (4/4)" in report.error.message
+    assert "zip node (z)" in report.error.message
+    assert asyncio.all_tasks() == before
+
+
+async def test_fan_out_delivers_to_each_outlet_at_its_own_pace() -> None:
+    """a feeds c (a merge that also carries b's items) and inp (a zip of a and c): delivering to
+    one outlet after another would hold a's items back from inp while c's edge is full."""
+
+    async def rng(self: Processor, output_q: asyncio.Queue[int], stop: int) -> None:
+        for i in range(stop):
+            await output_q.put(i)
+
+    async def total(self: Processor, q_elt: tuple[int, ...]) -> int:
+        return sum(q_elt)
+
+    spec = {
+        "nodes": {
+            "a": {"coro": rng, "args": {"stop": 5}},
+            "b": {"coro": rng, "args": {"stop": 4}},
+            "c": {"coro": total, "properties": {"aggregate_inputs": False, "concurrency": 1,
+                                                "ordered": False, "queue_size": 1}},
+            "inp": {"coro": total, "properties": {"queue_size": 1}},
+        },
+        "graph": {"a": ["c", "inp"], "b": ["c"], "c": ["inp"], "inp": None},
+    }
+    p = Plumber(spec, coro_map=ident, collect=True)
+    got = await asyncio.wait_for(collect_all(p), 5)
+    report = await p.wait()
+    assert report.status is RunStatus.COMPLETED, report.error
+    assert len(got) == 5 and report.nodes["inp"].items_in == 5
+
+
+async def test_endless_source_stops_when_its_only_consumer_ended() -> None:
+    async def endless(self: Processor, output_q: asyncio.Queue[int]) -> None:
+        i = 0
+        while True:
+            await output_q.put(i)
+            i += 1
+
+    async def pair(self: Processor, q_elt: tuple[int, int]) -> int:
+        return q_elt[0] + q_elt[1]
+
+    spec = {"nodes": {"tick": {"coro": endless}, "few": {"coro": src_range, "args": {"n": 3}},
+                      "z": {"coro": pair}},
+            "graph": {"tick": ["z"], "few": ["z"], "z": None}}
+    p = Plumber(spec, coro_map=ident, collect=True)
+    got = [r.value for r in await asyncio.wait_for(collect_all(p), 5)]
+    report = await p.wait()
+    assert got == [0, 2, 4]
+    assert report.status is RunStatus.COMPLETED
+    assert report.nodes["tick"].items_out < 1000 and report.nodes["tick"].status == "done"
+    assert report.nodes["z"].unpaired == report.nodes["tick"].items_out - 3
+
+
+async def test_failing_node_still_passes_on_what_came_before() -> None:
+    spec = {"nodes": {"a": {"coro": src_range, "args": {"n": 10}},
+                      "b": {"coro": boom_on_3, "properties": {"on_error": "fail"}}},
+            "graph": {"a": ["b"]}}
+    p = Plumber(spec, coro_map=ident, collect=True)
+    got = [r.value for r in await asyncio.wait_for(collect_all(p), 5)]
+    report = await p.wait()
+    assert report.status is RunStatus.FAILED
+    assert got == [0, 1, 2]
