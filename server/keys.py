@@ -1,0 +1,15 @@
+"""Typed keys of the state a service app holds (`app[SESSIONS]`)."""
+
+from __future__ import annotations
+
+import socketio
+from aiohttp import web
+
+from .session import SessionManager
+from .settings import Settings
+
+__all__ = ["SETTINGS", "SESSIONS", "SIO"]
+
+SETTINGS = web.AppKey("pipelines_settings", Settings)
+SESSIONS = web.AppKey("pipelines_sessions", SessionManager)
+SIO = web.AppKey("pipelines_sio", socketio.AsyncServer)

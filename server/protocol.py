@@ -1,0 +1,37 @@
+"""The wire vocabulary shared by the handlers and the sessions (see docs/protocol.md)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["RunOptions", "error", "fail"]
+
+
+class RunOptions(BaseModel):
+    """The optional second argument of `process_msg`."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    results: Literal["recv", "batch"] = "recv"
+    window: int | None = Field(None, ge=1, description="Credit window (capped by the setting).")
+    metrics: bool = True
+    metrics_interval: float = Field(0.25, gt=0, le=60, allow_inf_nan=False)
+
+
+def error(
+    code: str,
+    message: str,
+    *,
+    path: str | None = None,
+    node: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """An error object: `{"code", "message", "path", "node", "errors"}`."""
+    return {"code": code, "message": message, "path": path, "node": node, "errors": errors or []}
+
+
+def fail(err: dict[str, Any]) -> dict[str, Any]:
+    """The negative ack answer around an error object."""
+    return {"ok": False, "error": err}

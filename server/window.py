@@ -1,0 +1,103 @@
+"""The credit window between a pipeline's output and one client.
+
+python-socketio never waits when emitting: each client has an unbounded send queue. Results are
+therefore emitted with a socket.io ack, and at most `size` results may be sent and not yet
+acknowledged; past that the sender waits, which stops the output nodes, which (bounded queues)
+stops the whole pipeline. To keep the ack traffic small, an ack is requested on every `stride`-th
+result and whenever the sender is about to wait; one ack then releases every result it covers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+__all__ = ["ClientStalled", "CreditWindow", "WindowClosed"]
+
+
+class ClientStalled(Exception):
+    """Raised when the client acknowledged nothing for `stall_timeout` while the window was full."""
+
+
+class WindowClosed(Exception):
+    """Raised by a waiting sender when the window was closed (the run is being stopped)."""
+
+
+class CreditWindow:
+    """Count results in flight to one client and make the sender wait when there are too many."""
+
+    def __init__(self, size: int, *, stall_timeout: float, stride: int | None = None) -> None:
+        self.size = max(1, size)
+        self.stall_timeout = stall_timeout
+        self.stride = stride if stride is not None else max(1, self.size // 4)
+        self.unacked = 0
+        self._uncovered = 0
+        self._closed = False
+        self._changed = asyncio.Event()
+        self.last_ack = time.monotonic()
+
+    @property
+    def full(self) -> bool:
+        return self.unacked >= self.size
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Wake any waiting sender with WindowClosed; later acks are ignored."""
+        self._closed = True
+        self._changed.set()
+
+    async def acquire(self, count: int) -> None:
+        """Wait until `count` more results fit (a batch larger than the window fits an empty one)."""
+        while not self._closed and self.unacked > 0 and self.unacked + count > self.size:
+            await self._wait_for_ack()
+        if self._closed:
+            raise WindowClosed
+
+    async def drain(self) -> None:
+        """Wait until every sent result is acknowledged (raises ClientStalled past the deadline)."""
+        while not self._closed and self.unacked > 0:
+            await self._wait_for_ack()
+
+    def sent(self, count: int, *, flush: bool = False) -> Callable[..., None] | None:
+        """Record `count` results about to be emitted; the ack callback to emit with, if any.
+
+        :param flush: request an ack now (the sender has nothing more to send at the moment).
+        """
+        self.unacked += count
+        self._uncovered += count
+        if flush or self._uncovered >= self.stride or self.unacked >= self.size:
+            covered = self._uncovered
+            self._uncovered = 0
+            if self.unacked == count:
+                # Nothing else in flight: the stall clock starts with this emit.
+                self.last_ack = time.monotonic()
+
+            def on_ack(*_: object) -> None:
+                self._acked(covered)
+
+            return on_ack
+        return None
+
+    def _acked(self, count: int) -> None:
+        self.unacked = max(0, self.unacked - count)
+        self.last_ack = time.monotonic()
+        self._changed.set()
+
+    async def _wait_for_ack(self) -> None:
+        if self._uncovered:
+            # Cannot happen through `sent` (a full window always requests an ack), but a
+            # sender waiting on results nobody was asked to acknowledge would wait forever.
+            raise RuntimeError("credit window: waiting on results without a requested ack")
+        remaining = self.last_ack + self.stall_timeout - time.monotonic()
+        if remaining <= 0:
+            raise ClientStalled
+        self._changed.clear()
+        try:
+            await asyncio.wait_for(self._changed.wait(), remaining)
+        except TimeoutError:
+            if not self._closed and time.monotonic() - self.last_ack >= self.stall_timeout:
+                raise ClientStalled from None

@@ -1,0 +1,37 @@
+"""Smoke test of the engine benchmark: `bench/engine_bench.py --quick` runs and checks itself."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+__all__: list[str] = []
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench" / "engine_bench.py"
+WORKLOADS = ("W1", "W2", "W2z", "W3", "W4")
+IMPLS = ("asyncio", "pipelines", "aiostream", "pypeln")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_engine_bench_quick_runs_and_every_row_is_checked() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--quick"],
+        cwd=ROOT, capture_output=True, text=True, timeout=80, check=False,
+    )
+    out = proc.stdout
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{out[-3000:]}\n{proc.stderr[-3000:]}"
+    assert re.search(r"^python:\s+3\.\d+", out, re.M), out[:500]
+    assert re.search(r"^libs:.*aiostream \d.*pypeln \d", out, re.M), out[:500]
+    for w in WORKLOADS:
+        for impl in IMPLS:
+            # one row per (workload, implementation), each with a passed result check
+            rows = re.findall(rf"^{w}\s+{impl}\s+.*$", out, re.M)
+            assert rows, f"no {w} row for {impl}:\n{out}"
+            assert all(re.search(r"\sok\b", r) for r in rows), "\n".join(rows)
+    assert "wrong result" not in out and "FAIL" not in out, out
