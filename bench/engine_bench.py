@@ -199,6 +199,32 @@ async def _ref_workers(
             tg.create_task(worker())
 
 
+async def _ref_task_per_item(
+    fn: Callable[[Any], Awaitable[Any]],
+    inq: asyncio.Queue[Any],
+    outq: asyncio.Queue[Any],
+    limit: int,
+) -> None:
+    """One stage as a task per item, at most ``limit`` at a time (unordered): what it costs to
+    start a task for every item, next to ``_ref_workers``."""
+    sem = asyncio.Semaphore(limit)
+
+    async def one(x: Any) -> None:
+        try:
+            await outq.put(await fn(x))
+        finally:
+            sem.release()
+
+    async with asyncio.TaskGroup() as tg:
+        while True:
+            x = await inq.get()
+            if x is _END:
+                break
+            await sem.acquire()
+            tg.create_task(one(x))
+    await outq.put(_END)
+
+
 async def _ref_sink(inq: asyncio.Queue[Any], acc: Acc, ends: int = 1, slow: bool = False) -> None:
     while True:
         x = await inq.get()
@@ -265,6 +291,16 @@ async def ref_w3(n: int, acc: Acc) -> None:
         tg.create_task(_ref_workers(f_io, q1, q2, IO_CONCURRENCY))
         tg.create_task(_ref_workers(f_io, q2, q3, IO_CONCURRENCY))
         tg.create_task(_ref_workers(f_io, q3, q4, IO_CONCURRENCY))
+        tg.create_task(_ref_sink(q4, acc))
+
+
+async def ref_w3_task_per_item(n: int, acc: Acc) -> None:
+    q1, q2, q3, q4 = _qs(4)
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(_ref_source(n, [q1]))
+        tg.create_task(_ref_task_per_item(f_io, q1, q2, IO_CONCURRENCY))
+        tg.create_task(_ref_task_per_item(f_io, q2, q3, IO_CONCURRENCY))
+        tg.create_task(_ref_task_per_item(f_io, q3, q4, IO_CONCURRENCY))
         tg.create_task(_ref_sink(q4, acc))
 
 
@@ -422,8 +458,11 @@ def engine_available() -> str | None:
     return None
 
 
-def engine_spec(workload: str, acc: Acc, props: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The workload in the original graph-spec format; ``props`` go on every node."""
+def engine_spec(
+    workload: str, n: int, acc: Acc, props: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The workload in the original graph-spec format, its sink counting into ``acc``;
+    ``props`` go on every node."""
     p = dict(props or {})
 
     async def src(self: Any, output_q: Any, n: int) -> None:
@@ -472,7 +511,6 @@ def engine_spec(workload: str, acc: Acc, props: dict[str, Any] | None = None) ->
             d["properties"] = props_here
         return d
 
-    n = 0  # the caller sets nodes.src.args.n
     if workload == "W1":
         nodes = {"src": node(src, n=n), "inc": node(inc), "dbl": node(dbl), "sink": node(sink)}
         graph: dict[str, Any] = {"src": ("inc",), "inc": ("dbl",), "dbl": ("sink",), "sink": None}
@@ -504,8 +542,7 @@ async def run_engine(
 ) -> Any:
     from pipelines import Plumber
 
-    spec = engine_spec(workload, acc, props)
-    spec["nodes"]["src"]["args"] = {"n": n}
+    spec = engine_spec(workload, n, acc, props)
     # exactly the documented library call; results are not collected by default (collect=False),
     # the sinks count what reaches them
     report = await Plumber(spec, coro_map=lambda x: x).run()
@@ -567,6 +604,9 @@ def variants_for(workload: str, impls: set[str]) -> list[Variant]:
         out.append(Variant("asyncio", "Queue(64), one task per stage"
                            if workload != "W3" else f"Queue(64), {IO_CONCURRENCY} workers/stage",
                            REF[workload]))
+        if workload == "W3":
+            out.append(Variant("asyncio", f"task per item, Semaphore({IO_CONCURRENCY}) [info]",
+                               ref_w3_task_per_item, comparable=False))
     if "pipelines" in impls and engine_available() is None:
         out += engine_variants(workload)
     if "aiostream" in impls:
@@ -876,8 +916,9 @@ def main(argv: list[str] | None = None) -> int:
     why = engine_available()
     if why is not None and "pipelines" in impls:
         print(f"note:    pipelines engine not importable ({why}); its rows are skipped")
-    print(f"rounds:  {rounds} (interleaved; best and median per setting), "
-          + ", ".join(f"{w} N={ns[w]:,}" for w in workloads))
+    print(f"rounds:  {rounds} (interleaved; best and median items/s per setting)")
+    for w in workloads:
+        print(f"  {w:<4} {DESCRIPTIONS[w]}, N={ns[w]:,}")
     print()
 
     rows: list[Row] = []

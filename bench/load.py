@@ -30,9 +30,9 @@ import json
 import math
 import multiprocessing as mp
 import os
+import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -68,6 +68,19 @@ def bench_spec(items: int, queue_size: int) -> dict[str, Any]:
         },
         "graph": {"src": ["add"], "add": ["mul"], "mul": ["stamp"], "stamp": ["out"],
                   "out": None},
+    }
+
+
+def stalled_spec(items: int) -> dict[str, Any]:
+    """L3's pipeline: about 15 KB per result (1.5 GB for 100,000 if the server kept them)."""
+    return {
+        "nodes": {
+            "src": {"coro": "Source.range", "args": {"start": 10**4, "stop": 10**4 + items}},
+            "wide": {"coro": "Text.format", "args": {"template": "{0}" * 300}},
+            "wider": {"coro": "Text.format", "args": {"template": "{0}" * 10}},
+            "out": {"coro": "Flow.identity"},
+        },
+        "graph": {"src": ["wide"], "wide": ["wider"], "wider": ["out"], "out": None},
     }
 
 
@@ -107,7 +120,7 @@ def _value_and_age(value: Any, now: float) -> tuple[Any, float | None]:
 
 async def run_client(
     cid: int, url: str, spec: dict[str, Any], options: dict[str, Any],
-    go: asyncio.Event, connected: list[int], timeout: float,
+    go: asyncio.Event, on_connected: Any, limit: float,
 ) -> ClientRecord:
     rec = ClientRecord(cid)
     sio = socketio.AsyncClient(reconnection=False)
@@ -156,17 +169,17 @@ async def run_client(
 
     try:
         await sio.connect(url, transports=["websocket"], wait_timeout=30)
-        connected[0] += 1
+        on_connected()
         await go.wait()
         rec.t_submit = time.time()
-        ack = await sio.call("process_msg", (spec, options), timeout=timeout)
+        ack = await sio.call("process_msg", (spec, options), timeout=limit)
         if isinstance(ack, dict) and ack.get("ok"):
             rec.accepted = True
             rec.pipeline_id = ack.get("pipeline_id")
         else:
             rec.ack_error = ack
             finished.set()
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(limit):
             await finished.wait()
     except Exception as exc:  # noqa: BLE001 - a benchmark records every failure and goes on
         rec.failure = f"{type(exc).__name__}: {exc}"
@@ -178,21 +191,29 @@ async def run_client(
 
 async def _worker_main(
     url: str, cids: list[int], spec: dict[str, Any], options: dict[str, Any],
-    ready: Any, start: Any, out_path: str, timeout: float,
+    ready: Any, start: Any, out_path: str, limit: float,
 ) -> None:
-    go = asyncio.Event()
-    connected = [0]
-    tasks = [asyncio.create_task(run_client(c, url, spec, options, go, connected, timeout))
+    go, all_in = asyncio.Event(), asyncio.Event()
+    connected = 0
+
+    def on_connected() -> None:
+        nonlocal connected
+        connected += 1
+        if connected == len(cids):
+            all_in.set()
+
+    tasks = [asyncio.create_task(run_client(c, url, spec, options, go, on_connected, limit))
              for c in cids]
-    async with asyncio.timeout(60):
-        while connected[0] < len(cids) and not any(t.done() for t in tasks):
-            await asyncio.sleep(0.05)
-    ready.put((os.getpid(), connected[0]))
+    waiter = asyncio.create_task(all_in.wait())
+    # Every client connected, or one gave up (its record says why), or a minute passed.
+    await asyncio.wait([waiter, *tasks], timeout=60, return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    ready.put((os.getpid(), connected))
     await asyncio.to_thread(start.wait)
     go.set()
     records = await asyncio.gather(*tasks)
-    with open(out_path, "w") as f:
-        json.dump([r.__dict__ for r in records], f)
+    text = json.dumps([r.__dict__ for r in records])
+    await asyncio.to_thread(Path(out_path).write_text, text)
 
 
 def worker(url: str, cids: list[int], spec: dict[str, Any], options: dict[str, Any],
@@ -250,12 +271,17 @@ def server_process(port: int, extra: list[str], env: dict[str, str]) -> Iterator
                 proc.kill()
                 proc.wait()
         log.close()
-        print(f"server log: {log.name} (exit code {proc.returncode})")
+        text = Path(log.name).read_text(errors="replace")
+        warnings = [ln for ln in text.splitlines() if " WARNING " in ln or " ERROR " in ln]
+        print(f"server exit code {proc.returncode}; {len(warnings)} warning/error log lines")
+        if proc.returncode != 0 or "Traceback" in text:
+            print(text[-3000:])
+        Path(log.name).unlink()
 
 
-async def wait_healthy(url: str, timeout: float = 20) -> dict[str, Any]:
+async def wait_healthy(url: str, within: float = 20) -> dict[str, Any]:
     async with aiohttp.ClientSession() as session:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while True:
             try:
                 async with session.get(f"{url}/healthz") as r:
@@ -264,7 +290,7 @@ async def wait_healthy(url: str, timeout: float = 20) -> dict[str, Any]:
             except aiohttp.ClientError:
                 pass
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{url}/healthz did not answer within {timeout} s")
+                raise TimeoutError(f"{url}/healthz did not answer within {within} s")
             await asyncio.sleep(0.1)
 
 
@@ -354,7 +380,7 @@ async def run_load(args: argparse.Namespace, url: str, server_pid: int | None) -
     stalled_task: asyncio.Task[dict[str, Any]] | None = None
     stalled_started = asyncio.Event()
     if args.stalled:
-        big = bench_spec(args.stalled_items, args.queue_size)
+        big = stalled_spec(args.stalled_items)
         stalled_task = asyncio.create_task(
             stalled_client(url, big, {"results": args.results, "window": args.window},
                            stalled_started))
@@ -379,6 +405,7 @@ async def run_load(args: argparse.Namespace, url: str, server_pid: int | None) -
     records: list[dict[str, Any]] = []
     for i in range(len(groups)):
         records.extend(json.loads((tmp / f"w{i}.json").read_text()))
+    shutil.rmtree(tmp)
     problems = check_history(records, args.items)
     total = sum(len(r["seqs"]) for r in records)
     ages = [a for r in records for a in r["ages"]]
@@ -398,7 +425,9 @@ async def run_load(args: argparse.Namespace, url: str, server_pid: int | None) -
         print(f"server RSS       before {base_rss / 1024:6.0f} MB   max sampled "
               f"{rss_during / 1024:6.0f} MB   peak (VmHWM) {peak_kb / 1024:6.0f} MB")
     print(f"healthz after    {health}")
-    print(f"history check    {'OK: nothing lost, doubled or reordered; every run done' if not problems else f'{len(problems)} problems'}")
+    verdict = ("OK: nothing lost, doubled or reordered; every run done" if not problems
+               else f"{len(problems)} problems")
+    print(f"history check    {verdict}")
     for p in problems[:20]:
         print("  -", p)
     ok = not problems and connected == args.clients
@@ -409,8 +438,9 @@ async def run_load(args: argparse.Namespace, url: str, server_pid: int | None) -
             targets.append(("peak RSS < 300 MB", peak_kb < 300 * 1024))
     if args.stalled and server_pid:
         growth = (max((kb for _, kb in samples), default=0) - base_rss) / 1024
-        print(f"stalled client   server RSS growth during the run {growth:.0f} MB; "
-              f"health {health}")
+        print(f"stalled client   server RSS growth during the run {growth:.0f} MB "
+              f"(its pipeline makes {args.stalled_items:,} results of ~15 KB)")
+        targets.append(("RSS growth < 150 MB", growth < 150))
     for name, good in targets:
         print(f"target {name:22s} {'met' if good else 'MISSED'}")
         ok = ok and good
@@ -434,6 +464,7 @@ async def run_connects(args: argparse.Namespace, url: str) -> int:
     rows: list[dict[str, Any]] = []
     for i in range(len(procs)):
         rows.extend(json.loads((tmp / f"c{i}.json").read_text()))
+    shutil.rmtree(tmp)
     ok_rows = [r for r in rows if r["ok"]]
     lat = [r["latency"] for r in ok_rows]
     span = max((r["t_end"] for r in ok_rows), default=t0) - t0
@@ -455,7 +486,7 @@ async def _connect_worker(url: str, ids: list[int], n: int, window: float, t0: f
                           out_path: str, call: bool) -> None:
     rows: list[dict[str, Any]] = []
     clients: list[socketio.AsyncClient] = []
-    release = asyncio.Event()
+    release, all_tried = asyncio.Event(), asyncio.Event()
 
     async def one(i: int) -> None:
         await asyncio.sleep(max(0.0, t0 + window * 0.9 * i / n - time.time()))
@@ -470,20 +501,23 @@ async def _connect_worker(url: str, ids: list[int], n: int, window: float, t0: f
             rows.append({"ok": ok, "latency": time.time() - t, "t_end": time.time(),
                          "error": None if ok else f"answer {answer!r:.200}"})
             clients.append(sio)
+            if len(rows) == len(ids):
+                all_tried.set()
             await release.wait()
         except Exception as exc:  # noqa: BLE001 - record and go on
             rows.append({"ok": False, "latency": time.time() - t, "t_end": time.time(),
                          "error": f"{type(exc).__name__}: {exc}"})
+            if len(rows) == len(ids):
+                all_tried.set()
 
     tasks = [asyncio.create_task(one(i)) for i in ids]
-    while len(rows) < len(ids):
-        await asyncio.sleep(0.05)
+    await all_tried.wait()
     release.set()
     await asyncio.gather(*tasks)
     for sio in clients:
         with contextlib.suppress(Exception):
             await sio.disconnect()
-    Path(out_path).write_text(json.dumps(rows))
+    await asyncio.to_thread(Path(out_path).write_text, json.dumps(rows))
 
 
 async def amain(args: argparse.Namespace) -> int:
@@ -509,7 +543,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--procs", type=int, default=4, help="client processes")
     p.add_argument("--results", choices=["batch", "recv"], default="batch")
     p.add_argument("--window", type=int, default=256, help="credit window asked for")
-    p.add_argument("--queue-size", type=int, default=16, help="queue_size of every node")
+    p.add_argument("--queue-size", type=int, default=64, help="queue_size of every node")
     p.add_argument("--timeout", type=float, default=120, help="per client, seconds")
     p.add_argument("--stalled", type=int, default=0, help="L3: clients that stop reading")
     p.add_argument("--stalled-items", type=int, default=100_000)

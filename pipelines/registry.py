@@ -136,6 +136,7 @@ class Registry:
     def __init__(self) -> None:
         self._entries: dict[str, CoroInfo] = {}
         self._frozen = False
+        self._described: list[dict[str, Any]] | None = None
 
     def register(
         self,
@@ -194,5 +195,11 @@ class Registry:
         return len(self._entries)
 
     def describe(self) -> list[dict[str, Any]]:
-        """Name, kind, doc line and args JSON Schema of every coroutine, sorted by name."""
-        return [self._entries[n].describe() for n in self.names()]
+        """Name, kind, doc line and args JSON Schema of every coroutine, sorted by name
+        (computed once a frozen registry is asked; treat the answer as read-only)."""
+        if self._described is not None:
+            return self._described
+        described = [self._entries[n].describe() for n in self.names()]
+        if self._frozen:
+            self._described = described
+        return described

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-import socketio
+import socketio  # type: ignore[import-untyped]
 from aiohttp import web
 
 from .coroutines import build_registry
@@ -20,6 +20,7 @@ from .payload import SafePacket
 from .routes import setup_routes
 from .session import SessionManager
 from .settings import Settings
+from .watchdog import LoopWatchdog
 
 __all__ = ["create_app", "SETTINGS", "SESSIONS", "SIO", "origin_checker"]
 
@@ -70,7 +71,14 @@ def _setup_page(app: web.Application) -> None:
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    manager = app[SESSIONS]
+    watchdog: LoopWatchdog | None = None
+    if app[SETTINGS].loop_block_threshold > 0:
+        watchdog = LoopWatchdog(app[SETTINGS].loop_block_threshold, manager.report_blocked_loop)
+        watchdog.start()
     yield
+    if watchdog is not None:
+        await watchdog.stop()
     # After on_shutdown and after the HTTP server closed its connections.
     manager, sio = app[SESSIONS], app[SIO]
     await manager.close_all()

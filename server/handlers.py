@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import socketio
+import socketio  # type: ignore[import-untyped]
 
 from pipelines.errors import PipelineError
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import socketio
+import socketio  # type: ignore[import-untyped]
 from aiohttp import web
 
 from .session import SessionManager

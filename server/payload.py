@@ -12,7 +12,7 @@ import json
 import math
 from typing import Any
 
-from socketio import packet as sio_packet
+from socketio import packet as sio_packet  # type: ignore[import-untyped]
 
 __all__ = [
     "CheckedPayload",
@@ -108,7 +108,7 @@ class CheckedPayload(dict):  # type: ignore[type-arg]
     __slots__ = ()
 
 
-class SafePacket(sio_packet.Packet):
+class SafePacket(sio_packet.Packet):  # type: ignore[misc]
     """socket.io packet class that decodes with the strict decoder and survives undecodable JSON.
 
     An EVENT whose JSON does not decode (or is not `[name, ...args]`) becomes the event

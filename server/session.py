@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-import socketio
+import socketio  # type: ignore[import-untyped]
 from pydantic import ValidationError
 
 from pipelines.errors import PipelineError
@@ -33,6 +33,7 @@ from .protocol import RunOptions, error, fail
 from .ratelimit import TokenBucket
 from .settings import Settings
 from .stats import ServerStats
+from .watchdog import BlockedLoop
 from .window import ClientStalled, CreditWindow, WindowClosed
 
 __all__ = ["PipelineRun", "Session", "SessionManager", "SessionRefused", "oneline"]
@@ -174,6 +175,13 @@ class PipelineRun:
             side.cancel()
             await asyncio.wait({side})
             await self._finish(report)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug here must still end the run with one `done`
+            logger.error("pipeline %s of %s: internal error: %s: %s", self.pipeline_id,
+                         session.sid, type(exc).__name__, oneline(exc))
+            logger.debug("run traceback", exc_info=True)
+            await self._finish_broken()
         finally:
             if not side.done():
                 side.cancel()
@@ -182,6 +190,21 @@ class PipelineRun:
                 await plumber.cancel()
             if session.run is self:
                 session.run = None
+
+    async def _finish_broken(self) -> None:
+        err = error("internal_error", "the server failed while running this pipeline")
+        self.session.manager.stats.pipelines.labels("failed").inc()
+        try:
+            await self.session.emit(
+                "pipeline_error", err | {"pipeline_id": self.pipeline_id, "terminal": True})
+            await self.session.emit("done", {
+                "pipeline_id": self.pipeline_id, "status": "failed",
+                "elapsed": round(time.monotonic() - self.started, 6), "results": self.delivered,
+                "skipped": self.skipped, "nodes": {}, "error": err,
+            })
+        except Exception as exc:  # the socket may be what broke
+            logger.warning("pipeline %s: could not tell the client: %s", self.pipeline_id,
+                           oneline(exc))
 
     async def _finish(self, report: RunReport) -> None:
         session = self.session
@@ -310,6 +333,15 @@ class PipelineRun:
 
     # -- metrics, item errors, budget ----------------------------------------------------
     async def _side_loop(self) -> None:
+        try:
+            await self._side_work()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # metrics are not worth the run: it goes on without them
+            logger.error("pipeline %s: side loop failed: %s: %s", self.pipeline_id,
+                         type(exc).__name__, oneline(exc))
+
+    async def _side_work(self) -> None:
         settings = self.session.manager.settings
         tick = min(self.interval, 0.25)
         next_metrics = time.monotonic() + self.interval
@@ -480,12 +512,29 @@ class SessionManager:
         return Plumber(
             spec,
             registry=self.registry,
-            env_vars={"sid": sid} if sid is not None else {},
+            env_vars={"sid": sid, "pipeline_id": name} if sid is not None else {},
             limits=self.limits,
             collect=True,
+            # The credit window already holds what is in flight to the client; a large result
+            # buffer behind it (the library default is 1024) would let a stalled client pin
+            # 1024 x max_result_bytes of server memory.
+            result_buffer=self.settings.batch_max_items,
             on_item_error=on_item_error,
             name=name,
         )
+
+    async def report_blocked_loop(self, block: BlockedLoop) -> None:
+        """Tell the session whose node blocked the event loop (the watchdog's callback)."""
+        self.stats.errors.labels("loop_blocked").inc()
+        session = self.sessions.get(block.sid) if block.sid is not None else None
+        if session is None or block.node is None:
+            return
+        await session.emit("pipeline_error", error(
+            "loop_blocked",
+            f"node {block.node!r} ({block.coro}) blocked the server's event loop for "
+            f"{block.seconds:.2f} s; use asyncio.to_thread for blocking work",
+            path=f"nodes.{block.node}", node=block.node,
+        ) | {"pipeline_id": block.pipeline, "terminal": False})
 
     def open(self, sid: str, remote: str | None) -> Session:
         """Admit a new connection as a session; raises SessionRefused."""

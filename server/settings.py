@@ -99,6 +99,10 @@ class Settings(BaseSettings):
     metrics_min_interval: float = Field(
         0.1, gt=0, description="Shortest `metrics_interval` a client may ask for (seconds)."
     )
+    loop_block_threshold: float = Field(
+        1.0, ge=0, description="Seconds the event loop may be blocked before the watchdog names "
+        "the node and tells its session (0: no watchdog)."
+    )
     max_error_events_per_second: int = Field(
         10, ge=1, description="Most non-terminal `node_error` events per pipeline per second."
     )

@@ -12,13 +12,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
-from serverutil import serve
+from serverutil import serving
 
 
 @pytest.fixture
 async def server_app_url() -> AsyncIterator[tuple[web.Application, str]]:
-    async with serve() as url:
-        yield serve.last_app, url  # type: ignore[attr-defined]
+    """(app, base URL) of a fresh test server; `server_url` and `server_app` pick one."""
+    async with serving() as app_url:
+        yield app_url
 
 
 @pytest.fixture

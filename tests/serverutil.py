@@ -17,7 +17,7 @@ from server.settings import Settings
 
 __all__ = [
     "Recorder", "chain_spec", "connected", "demo_expected", "demo_spec", "make_settings", "serve",
-    "serve_app", "sessions_of", "wait_for",
+    "serve_app", "serving", "sessions_of", "wait_for",
 ]
 
 #: What tests run with unless they say otherwise: the faulty Test.* coroutines on.
@@ -46,15 +46,21 @@ async def serve_app(app: web.Application) -> AsyncIterator[str]:
 
 
 @asynccontextmanager
-async def serve(**overrides: Any) -> AsyncIterator[str]:
-    """Serve a fresh app with `make_settings(**overrides)`; yield its base URL.
+async def serving(**overrides: Any) -> AsyncIterator[tuple[web.Application, str]]:
+    """Serve a fresh app with `make_settings(**overrides)`; yield (app, base URL).
 
     After the block the app is shut down the way SIGTERM does it (on_shutdown, cleanup).
-    The app itself is reachable as `serve.last_app` for assertions on its state.
     """
     app = create_app(make_settings(**overrides))
-    serve.last_app = app  # type: ignore[attr-defined]
     async with serve_app(app) as url:
+        yield app, url
+
+
+@asynccontextmanager
+async def serve(**overrides: Any) -> AsyncIterator[str]:
+    """Like `serving`, yielding only the base URL (the app is `serve.last_app`)."""
+    async with serving(**overrides) as (app, url):
+        serve.last_app = app  # type: ignore[attr-defined]
         yield url
 
 

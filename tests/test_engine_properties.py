@@ -16,8 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipelines import Plumber, RunStatus, SpecError
@@ -170,17 +169,41 @@ def unbalanced(nodes: list[NodeDef]) -> bool:
 
     Such a zip pairs a stream that carries extra items (the merge's other inputs) with one that
     does not; with bounded queues the streams cannot drift apart by more than the queues hold,
-    so the graph can stall for good (see test_unbalanced_zip_does_not_hang).
+    so a naive engine stalls for good (see test_unbalanced_zip_does_not_hang); the generator
+    makes such graphs on purpose.
     """
-    by_name = {n.name: n for n in nodes}
     tainted: set[str] = set()
     for n in nodes:  # topological order
         if _is_merge(n) or any(u in tainted for u in n.inputs):
             tainted.add(n.name)
         if _is_zip(n) and any(u in tainted for u in n.inputs):
             return True
-    del by_name
     return False
+
+
+def needed(nodes: list[NodeDef], pred: dict[str, Prediction]) -> dict[str, int]:
+    """The fewest items each node must emit for the outputs to be complete.
+
+    A node whose consumers all ended early (a zip ends with its shortest input) may be stopped
+    before it emitted everything, so only outputs are exact: every other node emits between
+    this and its predicted count.
+    """
+    need = {n.name: 0 for n in nodes}
+    consumers: dict[str, list[NodeDef]] = {n.name: [] for n in nodes}
+    for n in nodes:
+        for u in n.inputs:
+            consumers[u].append(n)
+    for n in reversed(nodes):  # consumers before producers
+        if not consumers[n.name]:
+            need[n.name] = pred[n.name].count
+            continue
+        for v in consumers[n.name]:
+            if _is_merge(v):
+                others = sum(pred[u].count for u in v.inputs if u != n.name)
+                need[n.name] = max(need[n.name], need[v.name] - others)
+            else:
+                need[n.name] = max(need[n.name], need[v.name])
+    return need
 
 
 def to_spec(nodes: list[NodeDef], order: list[int]) -> dict[str, Any]:
@@ -272,28 +295,46 @@ async def _run_collect(spec: dict[str, Any]) -> tuple[dict[str, list[int]], list
     return got, seqs, report
 
 
+def _stalled(report: Any, nodes: list[NodeDef]) -> bool:
+    """Completed (False), or (True) failed with `stalled`, which only an unbalanced graph may."""
+    if report.status is RunStatus.COMPLETED:
+        return False
+    assert report.status is RunStatus.FAILED, report.to_dict()
+    assert report.error is not None and report.error.code == "stalled", report.to_dict()
+    assert unbalanced(nodes), f"a balanced graph stalled: {report.to_dict()}"
+    zips = [n.name for n in nodes if _is_zip(n)]
+    assert any(f"'{z}'" in report.error.message for z in zips), report.error.message
+    return True
+
+
 def _check_no_tasks_left() -> None:
     me = asyncio.current_task()
     left = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
     assert not left, f"tasks left behind: {left}"
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(dag=dags())
 def test_valid_specs_produce_the_reference_outputs(dag: tuple[list[NodeDef], list[int]]) -> None:
     nodes, order = dag
-    assume(not unbalanced(nodes))
     spec = to_spec(nodes, order)
     expected = predict(nodes)
     outputs = {n.name for n in nodes} - {u for n in nodes for u in n.inputs}
 
     async def main() -> None:
         got, seqs, report = await _run_collect(spec)
-        assert report.status is RunStatus.COMPLETED, report
+        stalled = _stalled(report, nodes)
         assert seqs == list(range(len(seqs))), f"seq not 0..n-1 in order: {seqs}"
         assert set(got) <= outputs, f"results from non-output nodes: {set(got) - outputs}"
         for name in sorted(outputs):
             pred, values = expected[name], got.get(name, [])
+            if stalled:  # what did arrive is a part of what was predicted
+                assert len(values) <= pred.count, (name, values, pred)
+                if pred.seq is not None:
+                    assert tuple(values) == pred.seq[: len(values)], (name, values, pred)
+                elif pred.bag is not None:
+                    assert not Counter(values) - pred.bag, (name, values, pred)
+                continue
             assert len(values) == pred.count, (name, values, pred)
             if pred.seq is not None:
                 assert tuple(values) == pred.seq, (name, values, pred)
@@ -305,12 +346,11 @@ def test_valid_specs_produce_the_reference_outputs(dag: tuple[list[NodeDef], lis
     asyncio.run(main())
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(dag=dags())
 def test_run_reports_the_reference_counts(dag: tuple[list[NodeDef], list[int]]) -> None:
     """`await Plumber(...).run()`, the one-call form: every node's counts match the model."""
     nodes, order = dag
-    assume(not unbalanced(nodes))
     spec = to_spec(nodes, order)
     expected = predict(nodes)
     outputs = {n.name for n in nodes} - {u for n in nodes for u in n.inputs}
@@ -318,19 +358,28 @@ def test_run_reports_the_reference_counts(dag: tuple[list[NodeDef], list[int]]) 
     async def main() -> None:
         async with asyncio.timeout(EXAMPLE_TIMEOUT):
             report = await Plumber(spec, coro_map=_resolve).run()
-        assert report.status is RunStatus.COMPLETED, report
+        if _stalled(report, nodes):
+            assert report.results <= sum(expected[o].count for o in outputs), report
+            return
         assert report.results == sum(expected[o].count for o in outputs), report
+        least = needed(nodes, expected)
         for node in nodes:
             got = report.nodes[node.name]
-            assert got.items_out == expected[node.name].count, (node.name, got)
+            assert least[node.name] <= got.items_out <= expected[node.name].count, (
+                node.name, least[node.name], got)
+            if node.name in outputs:
+                assert got.items_out == expected[node.name].count, (node.name, got)
             assert got.errors == 0, (node.name, got)
             zips = not node.is_source and len(node.inputs) > 1 and node.props.get(
                 "aggregate_inputs", True)
             if zips:
                 # Items that reached the zip and found no partner; upstream items never made
-                # (a source stopped once its consumers ended) are not counted.
+                # (a node stopped once its consumers ended) are not counted. A zip stopped early
+                # itself leaves the items it held unpaired.
                 counts = [expected[u].count for u in node.inputs]
-                assert 0 <= got.unpaired <= sum(c - min(counts) for c in counts), (node.name, got)
+                bound = (sum(c - min(counts) for c in counts)
+                         if got.items_out == expected[node.name].count else sum(counts))
+                assert 0 <= got.unpaired <= bound, (node.name, bound, got)
         await asyncio.sleep(0)
         _check_no_tasks_left()
 
@@ -401,7 +450,7 @@ def invalid_specs(draw: st.DrawFn) -> tuple[dict[str, Any], set[str], str | None
     return spec, {"no_input"}, None
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(case=invalid_specs())
 def test_invalid_specs_are_rejected_with_located_issues(
     case: tuple[dict[str, Any], set[str], str | None],
@@ -468,13 +517,10 @@ def test_zip_end_stops_an_endless_source() -> None:
     asyncio.run(main())
 
 
-@pytest.mark.xfail(strict=True, raises=TimeoutError, reason=(
-    "engine: a node broadcasts to its outlets one after another, so a zip fed by a merge that "
-    "carries extra items stalls for good once the small queues fill; it should end (complete, "
-    "or fail with an error that names the stall), never hang. Reported to the lead."))
 def test_unbalanced_zip_does_not_hang() -> None:
     """a -> c (merge with b) -> inp (zip with a): c carries b's items too, so the two inputs of
-    inp drift apart by more than the queue sizes (1) hold."""
+    inp drift apart by more than the queue sizes (1) hold. With bounded queues and a node that
+    broadcasts to its outlets one after another, this stalled for good; it must end."""
     spec = {
         "nodes": {
             "a": {"coro": "T.range", "args": {"start": 0, "stop": 5}},
@@ -496,7 +542,9 @@ def test_unbalanced_zip_does_not_hang() -> None:
                 report = await plumber.wait()
         finally:
             await plumber.cancel()
-        assert report.status in (RunStatus.COMPLETED, RunStatus.FAILED), report.to_dict()
+        if report.status is not RunStatus.COMPLETED:
+            assert report.error is not None and report.error.code == "stalled", report.to_dict()
+            assert "'inp'" in report.error.message, report.error.message
         _check_no_tasks_left()
 
     asyncio.run(main())

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 from typing import Any
 
+import pytest
 from aiohttp import web
 from rawsio import RawSio
-from serverutil import chain_spec, connected, demo_expected, demo_spec, serve, wait_for
+from serverutil import (
+    chain_spec,
+    connected,
+    demo_expected,
+    demo_spec,
+    serve,
+    serving,
+    wait_for,
+)
 
 from server.keys import SESSIONS
 
@@ -18,7 +28,8 @@ RANGE3 = {"coro": "Source.range", "args": {"stop": 3}}
 def pipeline_tasks() -> set[asyncio.Task[Any]]:
     """Tasks that belong to a pipeline or a run (engine and server name theirs)."""
     return {t for t in asyncio.all_tasks()
-            if t.get_name().startswith(("pipelines:", "pipelines-server:"))}
+            if t.get_name().startswith(("pipelines:", "pipelines-server:run:",
+                                        "pipelines-server:side:"))}
 
 
 async def assert_nothing_left(app: web.Application) -> None:
@@ -139,13 +150,12 @@ async def test_stalled_client_fails_its_pipeline_only() -> None:
 
 async def test_window_backpressures_the_pipeline() -> None:
     """A slow-acking client: the source is held back (never 1000s of results ahead)."""
-    async with serve(default_window=4) as url, connected(url) as c:
+    async with serving(default_window=4) as (app, url), connected(url) as c:
         c.hold = asyncio.Event()
         await c.call("process_msg", chain_spec(
             {"coro": "Source.range", "args": {"stop": 100_000}}, {"coro": "Flow.identity"}))
         await c.wait("recv", 4)
         await asyncio.sleep(0.3)
-        app = serve.last_app  # type: ignore[attr-defined]
         run = next(iter(app[SESSIONS].sessions.values())).run
         assert run is not None
         produced = run.plumber.metrics()["nodes"]["src"]["out"]
@@ -223,3 +233,22 @@ async def test_sid_args_cannot_steer_output(server_url: str) -> None:
         assert {e["path"] for e in answer["error"]["errors"]} >= {"nodes.n1.args.sid"}
         await asyncio.sleep(0.1)
         assert victim.order == []
+
+
+async def test_watchdog_names_the_node_that_blocks_the_loop(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="server.watchdog")
+    async with serve(loop_block_threshold=0.3) as url, connected(url) as c:
+        ack = await c.call("process_msg", chain_spec(
+            {"coro": "Source.range", "args": {"stop": 1}},
+            {"coro": "Test.block", "args": {"seconds": 1.0}}))
+        blocked = await c.wait("pipeline_error")
+        done = await c.wait_done()
+    err = blocked[0]
+    assert err["code"] == "loop_blocked" and err["node"] == "n1" and err["terminal"] is False
+    assert err["pipeline_id"] == ack["pipeline_id"]
+    assert "Test.block" in err["message"]
+    assert done["status"] == "completed" and c.got("recv") == [0]
+    lines = [r.getMessage() for r in caplog.records]
+    assert any("node 'n1' (Test.block)" in line for line in lines), lines
