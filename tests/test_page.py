@@ -296,8 +296,8 @@ async def test_ctrl_enter_runs_and_the_spec_survives_a_reload(page: Page) -> Non
     await set_spec(page, spec)
     await page.locator("#editor").press("Control+Enter")
     await expect(page.locator("#done-line")).to_contain_text("Done: completed · 4 results")
-    values = await page.locator("#log li[data-seq] .value").all_text_contents()
-    assert values == ["0", "2", "4", "6"]
+    # the log renders on its own schedule: wait for it rather than read it once
+    await expect(page.locator("#log li[data-seq] .value")).to_have_text(["0", "2", "4", "6"])
 
     await page.reload()
     await expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
