@@ -37,6 +37,7 @@ class _Drop:
 #: Return this from a processor coroutine to pass nothing on for that item (a filter).
 DROP: Final = _Drop()
 _FAILED: Final = object()  # an item whose error was counted and skipped
+_NOTHING: Final = object()  # a run of items that finished without suspending
 _MAX_KEPT_ERRORS = 20
 
 
@@ -74,6 +75,53 @@ async def _resume(coro: Any, first: Any) -> Any:
     return await _Resumed(coro, first)
 
 
+class _Run:
+    """State shared by a node's loop and `_run_items`: the items, how far the run got, the
+    values that pass on, and whether the run was handed over to a task."""
+
+    __slots__ = ("items", "i", "values", "detached")
+
+    def __init__(self, items: list[tuple[Any, ...]], start: int) -> None:
+        self.items = items
+        self.i = start
+        self.values: list[Any] = []
+        self.detached = False
+
+
+async def _run_items(run: _Run, node: Processor, fn: Callable[..., Any],
+                     args: dict[str, Any], guarded: bool) -> Any:
+    """Run items one after another inside this one coroutine.
+
+    An item that finishes without suspending costs one `await` (no `coroutine.send()` and no
+    StopIteration per item). When an item suspends, the node's loop hands this coroutine over to
+    a task (`run.detached`): it finishes that one item, returns its value, and leaves the rest
+    of the batch to the loop. `run.values` gets only what passes on (failures and DROPs are
+    counted here)."""
+    items, values = run.items, run.values
+    append = values.append
+    n = len(items)
+    while run.i < n:
+        item = items[run.i]
+        run.i += 1
+        try:
+            value = await (node._guarded(item) if guarded
+                           else fn(node, item, **args) if args else fn(node, item))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if run.detached:
+                raise  # the task's outcome reports it, as for any item task
+            node._item_failed(item, exc)  # counts it; raises NodeFailed for on_error "fail"
+            continue
+        if run.detached:
+            return value
+        if value is DROP:
+            node.metrics.dropped += 1
+        else:
+            append(value)
+    return None
+
+
 class _Detached(Exception):
     """Raised inside a node when every downstream node has ended: nothing it makes can be used."""
 
@@ -97,7 +145,7 @@ class MergeInlet:
         self.channel = channel
 
     def take(self, n: int) -> list[tuple[Any, ...]]:
-        return [(v,) for v in self.channel.take(n)]
+        return list(zip(self.channel.take(n)))  # 1-tuples, built in C
 
     @property
     def exhausted(self) -> bool:
@@ -426,43 +474,40 @@ class Processor:
                             m.items_in += took
                             t0 = perf()
                             eager_n = 0
-                            for item in items:
-                                if eager:
-                                    coro: Any = (self._guarded(item) if guarded
-                                                 else fn(self, item, **args) if args
-                                                 else fn(self, item))
-                                    try:
-                                        first = coro.send(None)
-                                    except StopIteration as stop:
-                                        value = stop.value
-                                        eager_n += 1
-                                    except asyncio.CancelledError:
-                                        raise
-                                    except Exception as exc:
-                                        value = self._item_failed(item, exc)
-                                        eager_n += 1
-                                    else:
-                                        task = loop.create_task(_resume(coro, first))
-                                        self._track(task, item)
-                                        if ordered:
-                                            slots.append(_Pending(task, item))
-                                        continue
+                            pos = 0 if eager else took
+                            while pos < took:  # eager: run items in place until one suspends
+                                run = _Run(items, pos)
+                                coro: Any = _run_items(run, self, fn, args, guarded)
+                                try:
+                                    first = coro.send(None)
+                                except StopIteration:
+                                    first = _NOTHING
+                                except NodeFailed:  # what finished before the failing item leaves
+                                    (slots if ordered and slots else out).extend(run.values)
+                                    raise
                                 else:
+                                    run.detached = True
+                                eager_n += (took if first is _NOTHING else run.i - 1) - pos
+                                if ordered and slots:
+                                    slots.extend(run.values)
+                                else:
+                                    out.extend(run.values)
+                                if first is _NOTHING:
+                                    break
+                                item = items[run.i - 1]
+                                task = loop.create_task(_resume(coro, first))
+                                self._track(task, item)
+                                if ordered:
+                                    slots.append(_Pending(task, item))
+                                pos = run.i
+                            if not eager:
+                                for item in items:
                                     task = loop.create_task(
                                         self._guarded(item) if guarded
                                         else fn(self, item, **args) if args else fn(self, item))
                                     self._track(task, item)
                                     if ordered:
                                         slots.append(_Pending(task, item))
-                                    continue
-                                if value is _FAILED:
-                                    continue
-                                if value is DROP:
-                                    m.dropped += 1
-                                elif ordered and slots:
-                                    slots.append(value)
-                                else:
-                                    out.append(value)
                             if eager_n:
                                 m.lat_sum += perf() - t0
                                 m.lat_n += eager_n

@@ -170,6 +170,21 @@ def register_handlers(sio: socketio.AsyncServer, manager: SessionManager) -> Non
         return await _answer_failure(session, event, error(
             "unknown_event", f"unknown event {oneline(event, 60)!r}; events: {known}"))
 
+    eio_connect = sio.eio.handlers["connect"]
+
+    async def admit_connection(eio_sid: str, environ: dict[str, Any]) -> Any:
+        # Engine.IO level: a connection that never joins the namespace still costs a socket
+        # and a ping task, so connections are capped too (the new one is counted already).
+        if len(sio.eio.sockets) > settings.max_connections:
+            manager.stats.connections_refused.labels("too_many_connections").inc()
+            request = environ.get("aiohttp.request")
+            logger.warning("connection from %s refused: %d connections open",
+                           oneline(getattr(request, "remote", None), 60),
+                           settings.max_connections)
+            return False
+        return await eio_connect(eio_sid, environ)
+
+    sio.eio.on("connect", admit_connection)
     sio.on("connect", connect)
     sio.on("disconnect", disconnect)
     sio.on("process_msg", _guarded(manager, "process_msg", process_msg,

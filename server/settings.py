@@ -67,6 +67,10 @@ class Settings(BaseSettings):
 
     # -- sessions and rates --------------------------------------------------------------
     max_sessions: int = Field(1000, ge=1, description="Most connected sessions (server-wide).")
+    max_connections: int = Field(
+        1100, ge=1, description="Most engine.io connections, including ones that never join "
+        "the namespace (server-wide; refused with HTTP 401)."
+    )
     submissions_per_second: float = Field(
         2.0, gt=0, description="Sustained `process_msg`/`validate` rate per session."
     )

@@ -261,11 +261,23 @@ async def test_token_required_when_configured() -> None:
             assert (await c.call("registry"))["ok"] is True
 
 
-async def test_too_many_sessions() -> None:
-    async with serve(max_sessions=2) as url, connected(url), connected(url):
-        with pytest.raises(socketio.exceptions.ConnectionError):
-            async with connected(url):
-                pass
+async def test_too_many_sessions_and_connections() -> None:
+    async with serve(max_sessions=2, max_connections=3) as url:
+        async with connected(url), connected(url):
+            with pytest.raises(socketio.exceptions.ConnectionError):
+                async with connected(url):
+                    pass
+        # Engine.IO connections that never join the namespace count too.
+        raws = [await RawSio.open(url) for _ in range(3)]
+        try:
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await RawSio.open(url)
+            assert refused.value.status == 401
+        finally:
+            for raw in raws:
+                await raw.close()
+        async with connected(url) as c:  # room again
+            assert (await c.call("registry"))["ok"] is True
 
 
 async def test_cross_origin_browser_refused(server_url: str) -> None:
