@@ -71,10 +71,6 @@ class _Resumed:
                 return stop.value
 
 
-async def _resume(coro: Any, first: Any) -> Any:
-    return await _Resumed(coro, first)
-
-
 class _Run:
     """State shared by a node's loop and `_run_items`: the items, how far the run got, the
     values that pass on, and whether the run was handed over to a task."""
@@ -127,13 +123,35 @@ class _Detached(Exception):
 
 
 class _Pending:
-    """A slot of the reorder window whose item is still running."""
+    """An item running in a task of its own: its slot in the reorder window, then its outcome."""
 
-    __slots__ = ("task", "item")
+    __slots__ = ("item", "task", "done", "value", "error", "start")
 
-    def __init__(self, task: asyncio.Task[Any], item: tuple[Any, ...]) -> None:
-        self.task = task
+    def __init__(self, item: tuple[Any, ...]) -> None:
         self.item = item
+        self.task: asyncio.Task[None] | None = None
+        self.done = False
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.start = time.perf_counter()
+
+
+async def _settle(node: Processor, slot: _Pending, aw: Any) -> None:
+    """Run one item to its end and tell the node at once (no done-callback hop).
+
+    `aw` is None for an item not started yet: its coroutine is made here, so a task cancelled
+    before its first step leaves no coroutine that was never awaited.
+    """
+    try:
+        slot.value = await (node._call(slot.item) if aw is None else aw)
+    except asyncio.CancelledError:
+        slot.error = asyncio.CancelledError("item task was cancelled")
+        raise
+    except Exception as exc:
+        slot.error = exc
+    finally:
+        slot.done = True
+        node._settled(slot)
 
 
 class MergeInlet:
@@ -236,7 +254,7 @@ class Processor:
         self.sink: ResultSink | None = None
         self._waker = Waker()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._finished: list[tuple[asyncio.Task[Any], tuple[Any, ...]]] = []
+        self._finished: list[_Pending] = []
         self._inflight = 0
         # What the node is blocked on, for the plumber's stall watchdog: a future that only
         # another node can resolve, and the channels it waits for room in (None: for input).
@@ -371,23 +389,35 @@ class Processor:
                 self.metrics.retries += 1
                 await asyncio.sleep(props.backoff * 2 ** (attempt - 1))
 
-    def _on_task_done(self, item: tuple[Any, ...], start: float, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
+    def _settled(self, slot: _Pending) -> None:
+        if slot.task is not None:
+            self._tasks.discard(slot.task)
         self._inflight -= 1
         m = self.metrics
-        m.lat_sum += time.perf_counter() - start
+        m.lat_sum += time.perf_counter() - slot.start
         m.lat_n += 1
         if not self.properties.ordered:
-            self._finished.append((task, item))
+            self._finished.append(slot)
         self._waker()
 
-    def _outcome(self, task: asyncio.Task[Any], item: tuple[Any, ...]) -> Any:
-        if task.cancelled():
-            return self._item_failed(item, asyncio.CancelledError("item task was cancelled"))
-        exc = task.exception()
-        if exc is not None:
-            return self._item_failed(item, exc)
-        return task.result()
+    def _outcome(self, slot: _Pending) -> Any:
+        if slot.error is not None:
+            return self._item_failed(slot.item, slot.error)
+        return slot.value
+
+    def _call(self, item: tuple[Any, ...]) -> Coroutine[Any, Any, Any]:
+        props = self.properties
+        if props.on_error == "retry" or props.timeout is not None:
+            return self._guarded(item)
+        return self._processor_coro(self, item, **self.args)
+
+    def _spawn(self, item: tuple[Any, ...], aw: Any) -> _Pending:
+        slot = _Pending(item)
+        task = asyncio.get_running_loop().create_task(_settle(self, slot, aw))
+        slot.task = task
+        self._tasks.add(task)
+        self._inflight += 1
+        return slot
 
     # -- the run loop ----------------------------------------------------------------------------
     async def run(self) -> None:
@@ -421,7 +451,6 @@ class Processor:
             await asyncio.wait(tasks)
 
     async def _loop(self, inlet: Inlet) -> None:
-        loop = asyncio.get_running_loop()
         props = self.properties
         conc, ordered = props.concurrency, props.ordered
         fn, args = self._processor_coro, self.args
@@ -446,9 +475,9 @@ class Processor:
                     while slots:
                         head = slots[0]
                         if type(head) is _Pending:
-                            if not head.task.done():
+                            if not head.done:
                                 break
-                            value = self._outcome(head.task, head.item)
+                            value = self._outcome(head)
                         else:
                             value = head
                         slots.popleft()
@@ -458,8 +487,8 @@ class Processor:
                             m.dropped += 1
                 elif finished:
                     batch, finished[:] = finished[:], []
-                    for task, item in batch:
-                        value = self._outcome(task, item)
+                    for slot in batch:
+                        value = self._outcome(slot)
                         if value is not _FAILED and value is not DROP:
                             out.append(value)
                         elif value is DROP:
@@ -494,20 +523,15 @@ class Processor:
                                     out.extend(run.values)
                                 if first is _NOTHING:
                                     break
-                                item = items[run.i - 1]
-                                task = loop.create_task(_resume(coro, first))
-                                self._track(task, item)
+                                slot = self._spawn(items[run.i - 1], _Resumed(coro, first))
                                 if ordered:
-                                    slots.append(_Pending(task, item))
+                                    slots.append(slot)
                                 pos = run.i
                             if not eager:
                                 for item in items:
-                                    task = loop.create_task(
-                                        self._guarded(item) if guarded
-                                        else fn(self, item, **args) if args else fn(self, item))
-                                    self._track(task, item)
+                                    slot = self._spawn(item, None)
                                     if ordered:
-                                        slots.append(_Pending(task, item))
+                                        slots.append(slot)
                             if eager_n:
                                 m.lat_sum += perf() - t0
                                 m.lat_n += eager_n
@@ -537,11 +561,6 @@ class Processor:
                 return
             await self._wait_for_input()
 
-    def _track(self, task: asyncio.Task[Any], item: tuple[Any, ...]) -> None:
-        self._tasks.add(task)
-        self._inflight += 1
-        start = time.perf_counter()
-        task.add_done_callback(lambda t: self._on_task_done(item, start, t))
 
 
 class OutputQueue:
