@@ -233,6 +233,9 @@ class PipelineRun:
             d = node.to_dict()
             d.pop("first_errors", None)
             nodes[name] = d
+        if self.options.metrics:
+            # the final counters, so a watcher's last picture matches `done` (short runs included)
+            await session.emit("metrics", {"pipeline_id": self.pipeline_id, **self._metrics()})
         await session.emit(
             "done",
             {

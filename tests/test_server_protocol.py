@@ -143,6 +143,20 @@ async def test_metrics_events_while_running(server_url: str) -> None:
         assert c.got("metrics") == []
 
 
+async def test_short_run_ends_with_final_metrics_matching_done(server_url: str) -> None:
+    """Even a run shorter than one metrics interval shows its final counters before `done`."""
+    spec = chain_spec({"coro": "Source.range", "args": {"stop": 5}},
+                      {"coro": "Number.add", "args": {"n": 1}})
+    async with connected(server_url) as c:
+        await c.call("process_msg", spec, {"metrics_interval": 5})
+        done = await c.wait_done()
+    events = [e for e, _ in c.order if e in ("metrics", "done")]
+    assert events[-2:] == ["metrics", "done"]
+    last = c.got("metrics")[-1]
+    assert last["nodes"]["n1"]["out"] == done["nodes"]["n1"]["out"] == 5
+    assert last["nodes"]["n1"]["status"] == "done" and last["results"] == 5
+
+
 async def test_validate_and_registry_events(server_url: str) -> None:
     async with connected(server_url) as c:
         ok = await c.call("validate", demo_spec(["a"]))
