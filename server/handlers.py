@@ -45,8 +45,10 @@ async def _answer_failure(session: Session, event: str, err: dict[str, Any]) -> 
     manager = session.manager
     manager.stats.errors.labels(code).inc()
     if code not in _FLOOD_CODES or not session.throttled(code):
-        pipeline_id = session.run.pipeline_id if session.run is not None else None
-        await session.emit("pipeline_error", err | {"pipeline_id": pipeline_id, "terminal": False})
+        # A refused request is not an error of the pipeline that may be running: no id, and
+        # `event` names the request, so clients can tell the two apart.
+        await session.emit("pipeline_error",
+                           err | {"pipeline_id": None, "event": event, "terminal": False})
         logger.warning(
             "sid=%s remote=%s event=%s %s: %s",
             session.sid, oneline(session.remote, 60), oneline(event, 60), code,

@@ -461,6 +461,7 @@ socket.on("metrics", (metrics) => {
 });
 
 socket.on("pipeline_error", (error) => {
+  if (error.event) return; // a refused request: the page asked with an ack, which said so
   const ours = error.pipeline_id ? isCurrent(error.pipeline_id) : run.state !== "idle";
   if (!ours) return;
   const where = error.node ? `node ${error.node}: ` : error.path ? `${error.path}: ` : "";
