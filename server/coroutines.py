@@ -162,11 +162,11 @@ def _register_text(reg: Registry) -> None:
 
 def _register_numbers(reg: Registry) -> None:
     @reg.processor("Number.add", doc="Adds n to a number.")
-    async def add(self: Processor, q_elt: tuple[Any, ...], n: float = 1) -> float | int:
+    async def add(self: Processor, q_elt: tuple[Any, ...], n: int | float = 1) -> float | int:
         return _finite(_number(q_elt[0]) + n)
 
     @reg.processor("Number.multiply", doc="Multiplies a number by factor.")
-    async def multiply(self: Processor, q_elt: tuple[Any, ...], factor: float = 2) -> float | int:
+    async def multiply(self: Processor, q_elt: tuple[Any, ...], factor: int | float = 2) -> float | int:
         return _finite(_number(q_elt[0]) * factor)
 
     @reg.processor("Number.square", doc="Squares a number.")
