@@ -213,6 +213,19 @@ def _find_cycle(nodes: set[str], downstream: dict[str, list[str]]) -> list[str]:
     return [*path[seen[cur]:], cur]
 
 
+def _strip_to_cycles(nodes: set[str], downstream: dict[str, list[str]]) -> set[str]:
+    """Drop, repeatedly, every node with no edge to another of `nodes`: what is left lies on
+    cycles (or leads into one and has an edge back)."""
+    changed = True
+    while changed:
+        changed = False
+        for n in list(nodes):
+            if not any(d in nodes for d in downstream[n]):
+                nodes.discard(n)
+                changed = True
+    return nodes
+
+
 def check_graph(spec: GraphSpec) -> tuple[Topology | None, list[SpecIssue]]:
     """Check edges, cycles and reachability; return the topology (None if unusable) and issues."""
     issues: list[SpecIssue] = []
@@ -258,28 +271,13 @@ def check_graph(spec: GraphSpec) -> tuple[Topology | None, list[SpecIssue]]:
     if len(order) < len(names):
         left = {n for n in names if indeg[n] > 0}
         # Nodes that are merely downstream of a cycle are not on one: strip them first.
-        on_cycle = set(left)
-        changed = True
-        while changed:
-            changed = False
-            for n in list(on_cycle):
-                if not any(d in on_cycle for d in downstream[n]):
-                    on_cycle.discard(n)
-                    changed = True
+        on_cycle = _strip_to_cycles(set(left), downstream)
         while on_cycle:
             cyc = _find_cycle(on_cycle, downstream)
             what = "self-loop" if len(cyc) == 2 else "cycle"
             issues.append(SpecIssue(f"graph.{cyc[0]}", "cycle",
                                     f"{what}: {' -> '.join(cyc)}; a pipeline must be acyclic"))
-            on_cycle -= set(cyc)
-            # Drop nodes that no longer sit on a remaining cycle.
-            changed = True
-            while changed:
-                changed = False
-                for n in list(on_cycle):
-                    if not any(d in on_cycle for d in downstream[n]):
-                        on_cycle.discard(n)
-                        changed = True
+            on_cycle = _strip_to_cycles(on_cycle - set(cyc), downstream)
     if not inputs and names:
         issues.append(SpecIssue("graph", "no_input",
                                 "no input node: every node has an incoming edge"))
