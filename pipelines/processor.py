@@ -493,57 +493,66 @@ class Processor:
                             out.append(value)
                         elif value is DROP:
                             m.dropped += 1
-                # 2. new items, as many as the concurrency (reorder window) allows
-                if not input_done:
-                    room = conc - (len(slots) if ordered else self._inflight)
-                    if room > 0:
-                        items = inlet.take(room)
-                        took = len(items)
-                        if took:
-                            m.items_in += took
-                            t0 = perf()
-                            eager_n = 0
-                            pos = 0 if eager else took
-                            while pos < took:  # eager: run items in place until one suspends
-                                run = _Run(items, pos)
-                                coro: Any = _run_items(run, self, fn, args, guarded)
-                                try:
-                                    first = coro.send(None)
-                                except StopIteration:
-                                    first = _NOTHING
-                                except NodeFailed:  # what finished before the failing item leaves
-                                    (slots if ordered and slots else out).extend(run.values)
-                                    raise
-                                else:
-                                    run.detached = True
-                                eager_n += (took if first is _NOTHING else run.i - 1) - pos
-                                if ordered and slots:
-                                    slots.extend(run.values)
-                                else:
-                                    out.extend(run.values)
-                                if first is _NOTHING:
-                                    break
-                                slot = self._spawn(items[run.i - 1], _Resumed(coro, first))
-                                if ordered:
-                                    slots.append(slot)
-                                pos = run.i
-                            if not eager:
-                                for item in items:
-                                    slot = self._spawn(item, None)
-                                    if ordered:
-                                        slots.append(slot)
-                            if eager_n:
-                                m.lat_sum += perf() - t0
-                                m.lat_n += eager_n
-                            if eager:
-                                if 2 * eager_n < took:
-                                    eager, probe = False, 32
-                            elif can_eager:
-                                probe -= 1
-                                eager = probe <= 0
-                        elif inlet.exhausted:
+                # 2. new items, as many as the concurrency (reorder window) allows. Items that
+                # finish at once leave the window free: keep taking (a bounded number per turn)
+                # rather than going round the whole loop for each one.
+                budget = max(conc, 256)
+                while not input_done and budget > 0:
+                    room = min(budget, conc - (len(slots) if ordered else self._inflight))
+                    if room <= 0:
+                        break
+                    items = inlet.take(room)
+                    n = len(items)
+                    if not n:
+                        if inlet.exhausted:
                             input_done = True
                             inlet.finish()
+                        break
+                    took += n
+                    budget -= n
+                    m.items_in += n
+                    t0 = perf()
+                    eager_n = 0
+                    pos = 0 if eager else n
+                    while pos < n:  # eager: run items in place until one suspends
+                        run = _Run(items, pos)
+                        coro: Any = _run_items(run, self, fn, args, guarded)
+                        try:
+                            first = coro.send(None)
+                        except StopIteration:
+                            first = _NOTHING
+                        except NodeFailed:  # what finished before the failing item leaves
+                            (slots if ordered and slots else out).extend(run.values)
+                            raise
+                        else:
+                            run.detached = True
+                        eager_n += (n if first is _NOTHING else run.i - 1) - pos
+                        if ordered and slots:
+                            slots.extend(run.values)
+                        else:
+                            out.extend(run.values)
+                        if first is _NOTHING:
+                            break
+                        slot = self._spawn(items[run.i - 1], _Resumed(coro, first))
+                        if ordered:
+                            slots.append(slot)
+                        pos = run.i
+                    if not eager:
+                        for item in items:
+                            slot = self._spawn(item, None)
+                            if ordered:
+                                slots.append(slot)
+                    if eager_n:
+                        m.lat_sum += perf() - t0
+                        m.lat_n += eager_n
+                    if eager:
+                        if 2 * eager_n < n:
+                            eager, probe = False, 32
+                    elif can_eager:
+                        probe -= 1
+                        eager = probe <= 0
+                    if n < room:
+                        break  # the inlet has nothing more just now
             except NodeFailed as exc:
                 # on_error "fail": results finished before the failing item still leave
                 failure = exc
