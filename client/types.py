@@ -161,7 +161,10 @@ def _schema_type(spec: Mapping[str, Any]) -> str:
         return "|".join(t) if isinstance(t, list) else str(t)
     for key in ("anyOf", "oneOf"):
         if isinstance(spec.get(key), list):
-            return "|".join(_schema_type(s) for s in spec[key] if isinstance(s, Mapping))
+            parts = [_schema_type(s) for s in spec[key] if isinstance(s, Mapping)]
+            if "number" in parts:  # every integer is a number: "integer|number" says no more
+                parts = [p for p in parts if p != "integer"]
+            return "|".join(dict.fromkeys(parts))
     if "$ref" in spec:
         return str(spec["$ref"]).rsplit("/", 1)[-1]
     return "any"

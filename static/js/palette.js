@@ -5,7 +5,11 @@ import { h } from "./dom.js";
 /** A short type label for a JSON Schema (pydantic's output: type, anyOf, items, $ref). */
 export function typeLabel(schema) {
   if (!schema || typeof schema !== "object") return "any";
-  if (Array.isArray(schema.anyOf)) return schema.anyOf.map(typeLabel).join(" | ");
+  if (Array.isArray(schema.anyOf)) {
+    let parts = [...new Set(schema.anyOf.map(typeLabel))];
+    if (parts.includes("number")) parts = parts.filter((p) => p !== "integer"); // integers are numbers
+    return parts.join(" | ");
+  }
   if (Array.isArray(schema.enum)) return schema.enum.map((v) => JSON.stringify(v)).join(" | ");
   if ("const" in schema) return JSON.stringify(schema.const);
   if (schema.$ref) return String(schema.$ref).split("/").pop();
