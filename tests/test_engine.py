@@ -767,3 +767,22 @@ async def test_failing_node_still_passes_on_what_came_before() -> None:
     report = await p.wait()
     assert report.status is RunStatus.FAILED
     assert got == [0, 1, 2]
+
+
+async def test_sixteen_way_fan_out_into_a_sixteen_way_zip() -> None:
+    """RELIABILITY's L5 shape: every item broadcast to 16 branches and zipped back together."""
+
+    async def total(self: Processor, q_elt: tuple[int, ...]) -> int:
+        assert len(q_elt) == 16 and len(set(q_elt)) == 1  # the 16 copies of one item, paired
+        return sum(q_elt)
+
+    n = 2000
+    nodes: dict[str, Any] = {"src": {"coro": src_range, "args": {"n": n}}, "z": {"coro": total}}
+    graph: dict[str, Any] = {"src": [f"b{i}" for i in range(16)], "z": None}
+    for i in range(16):
+        nodes[f"b{i}"] = {"coro": add1, "properties": {"queue_size": 1 + i}}
+        graph[f"b{i}"] = ["z"]
+    p = Plumber({"nodes": nodes, "graph": graph}, coro_map=ident, collect=True)
+    got = [r.value for r in await asyncio.wait_for(collect_all(p), 20)]
+    assert got == [16 * (i + 1) for i in range(n)]
+    assert (await p.wait()).nodes["z"].unpaired == 0
