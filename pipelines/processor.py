@@ -102,8 +102,14 @@ async def _run_items(run: _Run, node: Processor, fn: Callable[..., Any],
         try:
             value = await (node._guarded(item) if guarded
                            else fn(node, item, **args) if args else fn(node, item))
-        except asyncio.CancelledError:
-            raise
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if run.detached or task is None or task.cancelling():
+                raise
+            # The item raised CancelledError of its own (the node is not being cancelled):
+            # an item error like any other, not a silent end of the node.
+            node._item_failed(item, exc)
+            continue
         except Exception as exc:
             if run.detached:
                 raise  # the task's outcome reports it, as for any item task
@@ -657,6 +663,14 @@ class InputProcessor(Processor):
     kind = "source"
     max_items: int | None = None
 
+    def _source_failed(self, exc: BaseException) -> None:
+        """A source that raises ends its stream; with on_error "fail" it stops the pipeline."""
+        try:
+            self._item_failed(f"<source, after {self.metrics.items_out} items>", exc)
+        except NodeFailed:
+            self.metrics.status = "failed"
+            raise
+
     async def run(self) -> None:
         m = self.metrics
         m.status = "running"
@@ -666,19 +680,18 @@ class InputProcessor(Processor):
             await self._processor_coro(self, queue, **self.args)
         except _Detached:
             pass  # every downstream node ended: the source has nobody to feed
-        except asyncio.CancelledError:
-            m.status = "cancelled"
-            raise
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                m.status = "cancelled"
+                raise
+            # the source raised CancelledError of its own: its stream ends with an error
+            self._source_failed(exc)
         except PipelineError:
             m.status = "failed"
             raise
         except Exception as exc:
-            # A source that raises ends its stream; with on_error "fail" it stops the pipeline.
-            try:
-                self._item_failed(f"<source, after {m.items_out} items>", exc)
-            except NodeFailed:
-                m.status = "failed"
-                raise
+            self._source_failed(exc)
         m.items_in = m.items_out
         self._close_outputs()
         m.status = "done"

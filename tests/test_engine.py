@@ -786,3 +786,31 @@ async def test_sixteen_way_fan_out_into_a_sixteen_way_zip() -> None:
     got = [r.value for r in await asyncio.wait_for(collect_all(p), 20)]
     assert got == [16 * (i + 1) for i in range(n)]
     assert (await p.wait()).nodes["z"].unpaired == 0
+
+
+async def test_an_item_raising_cancelled_error_is_an_item_error() -> None:
+    async def odd(self: Processor, q_elt: tuple[int]) -> int:
+        if q_elt[0] == 2:
+            raise asyncio.CancelledError("not a real cancellation")
+        return q_elt[0]
+
+    spec = {"nodes": {"a": {"coro": src_range, "args": {"n": 5}}, "o": {"coro": odd}},
+            "graph": {"a": ["o"]}}
+    p = Plumber(spec, coro_map=ident, collect=True)
+    got = [r.value for r in await asyncio.wait_for(collect_all(p), 5)]
+    report = await p.wait()
+    assert got == [0, 1, 3, 4]
+    assert report.status is RunStatus.COMPLETED and report.nodes["o"].errors == 1
+
+
+async def test_a_source_raising_cancelled_error_ends_its_stream_with_an_error() -> None:
+    async def quits(self: Processor, output_q: asyncio.Queue[int]) -> None:
+        await output_q.put(1)
+        raise asyncio.CancelledError("gave up")
+
+    spec = {"nodes": {"s": {"coro": quits}, "b": {"coro": add1}}, "graph": {"s": ["b"]}}
+    p = Plumber(spec, coro_map=ident, collect=True)
+    got = [r.value for r in await asyncio.wait_for(collect_all(p), 5)]
+    report = await p.wait()
+    assert got == [2]
+    assert report.status is RunStatus.COMPLETED and report.nodes["s"].errors == 1
