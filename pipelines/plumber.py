@@ -311,8 +311,9 @@ class Plumber:
     # -- running -----------------------------------------------------------------------------
     def start(self) -> Plumber:
         """Start every node in the running event loop and return at once."""
-        if self._task is not None:
-            raise RuntimeError("this pipeline was started already; build a new Plumber to rerun")
+        if self._task is not None or self._status is not RunStatus.PENDING:
+            raise RuntimeError("this pipeline was started (or cancelled) already; "
+                               "build a new Plumber to run it again")
         loop = asyncio.get_running_loop()
         self._status = RunStatus.RUNNING
         self._t0 = time.monotonic()
