@@ -1,0 +1,142 @@
+"""Running items: the eager batch driver, the hand-over of a suspended item to a task, and the
+sentinels a node's loop shares with them."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from .processor import Processor
+
+__all__ = ["DROP"]
+
+
+class _Drop:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "pipelines.DROP"
+
+
+#: Return this from a processor coroutine to pass nothing on for that item (a filter).
+DROP: Final = _Drop()
+_FAILED: Final = object()  # an item whose error was counted and skipped
+_NOTHING: Final = object()  # a run of items that finished without suspending
+
+
+class _Resumed:
+    """Hands a coroutine that already ran its first step over to a Task, step for step."""
+
+    __slots__ = ("_coro", "_first")
+
+    def __init__(self, coro: Any, first: Any) -> None:
+        self._coro = coro
+        self._first = first
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, pending = self._coro, self._first
+        self._first = None
+        while True:
+            try:
+                sent = yield pending
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # forwarded into the coroutine, incl. CancelledError
+                try:
+                    pending = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+                continue
+            try:
+                pending = coro.send(sent)
+            except StopIteration as stop:
+                return stop.value
+
+
+class _Run:
+    """State shared by a node's loop and `_run_items`: the items, how far the run got, the
+    values that pass on, and whether the run was handed over to a task."""
+
+    __slots__ = ("items", "i", "values", "detached")
+
+    def __init__(self, items: list[tuple[Any, ...]], start: int) -> None:
+        self.items = items
+        self.i = start
+        self.values: list[Any] = []
+        self.detached = False
+
+
+async def _run_items(run: _Run, node: Processor, fn: Callable[..., Any],
+                     args: dict[str, Any], guarded: bool) -> Any:
+    """Run items one after another inside this one coroutine.
+
+    An item that finishes without suspending costs one `await` (no `coroutine.send()` and no
+    StopIteration per item). When an item suspends, the node's loop hands this coroutine over to
+    a task (`run.detached`): it finishes that one item, returns its value, and leaves the rest
+    of the batch to the loop. `run.values` gets only what passes on (failures and DROPs are
+    counted here)."""
+    items, values = run.items, run.values
+    append = values.append
+    n = len(items)
+    while run.i < n:
+        item = items[run.i]
+        run.i += 1
+        try:
+            value = await (node._guarded(item) if guarded
+                           else fn(node, item, **args) if args else fn(node, item))
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if run.detached or task is None or task.cancelling():
+                raise
+            # The item raised CancelledError of its own (the node is not being cancelled):
+            # an item error like any other, not a silent end of the node.
+            node._item_failed(item, exc)
+            continue
+        except Exception as exc:
+            if run.detached:
+                raise  # the task's outcome reports it, as for any item task
+            node._item_failed(item, exc)  # counts it; raises NodeFailed for on_error "fail"
+            continue
+        if run.detached:
+            return value
+        if value is DROP:
+            node.metrics.dropped += 1
+        else:
+            append(value)
+    return None
+
+
+class _Pending:
+    """An item running in a task of its own: its slot in the reorder window, then its outcome."""
+
+    __slots__ = ("item", "task", "done", "value", "error", "start")
+
+    def __init__(self, item: tuple[Any, ...]) -> None:
+        self.item = item
+        self.task: asyncio.Task[None] | None = None
+        self.done = False
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.start = time.perf_counter()
+
+
+async def _settle(node: Processor, slot: _Pending, aw: Any) -> None:
+    """Run one item to its end and tell the node at once (no done-callback hop).
+
+    `aw` is None for an item not started yet: its coroutine is made here, so a task cancelled
+    before its first step leaves no coroutine that was never awaited.
+    """
+    try:
+        slot.value = await (node._call(slot.item) if aw is None else aw)
+    except asyncio.CancelledError:
+        slot.error = asyncio.CancelledError("item task was cancelled")
+        raise
+    except Exception as exc:
+        slot.error = exc
+    finally:
+        slot.done = True
+        node._settled(slot)
