@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from typing import Any
 
 from aiohttp import web
@@ -13,11 +14,16 @@ from .handlers import validate_spec
 from .keys import SESSIONS, SETTINGS
 from .payload import PayloadProblem, check_payload, loads_checked
 from .protocol import error, fail
+from .ratelimit import TokenBucket
 from .stats import CONTENT_TYPE_LATEST
 
 __all__ = ["setup_routes"]
 
 routes = web.RouteTableDef()
+
+#: Per client address, for `POST /api/validate`; the oldest addresses are forgotten past this.
+_MAX_TRACKED_ADDRESSES = 10_000
+VALIDATE_BUCKETS = web.AppKey("pipelines_validate_buckets", OrderedDict)
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -40,6 +46,19 @@ async def get_schema(request: web.Request) -> web.Response:
 async def post_validate(request: web.Request) -> web.Response:
     """Validate a spec (the body); same answer as the socket `validate` ack. Nothing runs."""
     settings = request.app[SETTINGS]
+    buckets: OrderedDict[str, TokenBucket] = request.app[VALIDATE_BUCKETS]
+    address = request.remote or "?"
+    bucket = buckets.get(address)
+    if bucket is None:
+        bucket = buckets[address] = TokenBucket(settings.http_validations_per_second,
+                                                settings.http_validation_burst)
+        if len(buckets) > _MAX_TRACKED_ADDRESSES:
+            buckets.popitem(last=False)
+    else:
+        buckets.move_to_end(address)
+    if not bucket.take():
+        return _json(fail(error("rate_limited", "too many validations from this address; "
+                                "slow down")), 429)
     if request.content_length is not None and request.content_length > settings.max_message_bytes:
         return _json(fail(error("invalid_payload", "body too large")), 413)
     try:
@@ -75,4 +94,5 @@ async def get_metrics(request: web.Request) -> web.Response:
 
 def setup_routes(app: web.Application) -> None:
     """Add the HTTP routes to `app`."""
+    app[VALIDATE_BUCKETS] = OrderedDict()
     app.router.add_routes(routes)

@@ -75,6 +75,10 @@ class Settings(BaseSettings):
         2.0, gt=0, description="Sustained `process_msg`/`validate` rate per session."
     )
     submission_burst: int = Field(5, ge=1, description="Burst allowance of that rate.")
+    http_validations_per_second: float = Field(
+        5.0, gt=0, description="Sustained `POST /api/validate` rate per client address."
+    )
+    http_validation_burst: int = Field(20, ge=1, description="Burst allowance of that rate.")
     events_per_second: float = Field(
         50.0, gt=0, description="Sustained rate of any client event per session."
     )

@@ -214,3 +214,17 @@ async def test_prometheus_metrics_count_sessions_pipelines_results(server_url: s
     assert 'pipelines_pipelines_total{status="completed"} 1.0' in text
     assert "pipelines_results_total 5.0" in text
     assert 'pipelines_errors_total{code="invalid_spec"} 1.0' in text
+
+
+async def test_http_validate_is_rate_limited_per_address() -> None:
+    async with serve(http_validation_burst=3, http_validations_per_second=0.01) as url, \
+            aiohttp.ClientSession() as http:
+        statuses = []
+        for _ in range(5):
+            async with http.post(f"{url}/api/validate", json=demo_spec(["a"])) as r:
+                statuses.append(r.status)
+                body = await r.json()
+        assert statuses == [200, 200, 200, 429, 429]
+        assert body["ok"] is False and body["error"]["code"] == "rate_limited"
+        async with http.get(f"{url}/healthz") as r:
+            assert r.status == 200
