@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import socketio
 from aiohttp import web
 
@@ -16,9 +22,11 @@ from server.keys import SESSIONS
 from server.settings import Settings
 
 __all__ = [
-    "Recorder", "chain_spec", "connected", "demo_expected", "demo_spec", "make_settings", "serve",
-    "serve_app", "serving", "sessions_of", "wait_for",
+    "Recorder", "chain_spec", "connected", "demo_expected", "demo_spec", "free_port",
+    "make_settings", "serve", "serve_app", "server_process", "serving", "sessions_of", "wait_for",
 ]
+
+ROOT = Path(__file__).resolve().parent.parent
 
 #: What tests run with unless they say otherwise: the faulty Test.* coroutines on.
 TEST_DEFAULTS: dict[str, Any] = {"test_coroutines": True, "host": "127.0.0.1", "port": 0}
@@ -189,3 +197,46 @@ def chain_spec(source: dict[str, Any], *steps: dict[str, Any]) -> dict[str, Any]
         prev = name
     graph[prev] = None
     return {"nodes": nodes, "graph": graph}
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@asynccontextmanager
+async def server_process(
+    *flags: str, env: dict[str, str] | None = None
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
+    """`python server.py` as users start it, on a free port, with `flags` and `env` (PIPELINES_*
+    variables of the test's own environment left out); yields the process and its base URL once
+    `/healthz` answers, and kills it on the way out if it is still running."""
+    port = free_port()
+    proc_env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINES_")}
+    proc_env.update(env or {})
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "server.py", "--host", "127.0.0.1", "--port", str(port), *flags,
+        cwd=ROOT, env=proc_env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            deadline = time.monotonic() + 15
+            while True:
+                try:
+                    async with http.get(f"{url}/healthz") as r:
+                        if r.status == 200:
+                            break
+                except aiohttp.ClientConnectionError:
+                    pass
+                assert proc.returncode is None, "server exited early"
+                assert time.monotonic() < deadline, "server did not come up"
+                await asyncio.sleep(0.05)
+        yield proc, url
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

@@ -14,19 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
-import socket
 import sys
 import textwrap
 import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from reliability_util import finish_canary, healthz, start_canary
-from serverutil import chain_spec, connected, serve, wait_for
+from serverutil import chain_spec, connected, serve, server_process, wait_for
 
 from server.keys import SESSIONS, SIO
 
@@ -205,34 +202,12 @@ async def test_node_blocking_the_loop_is_named_by_the_watchdog(
 # --- signals --------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 async def test_signal_while_streaming_tells_every_client_and_exits_zero(
     sig: signal.Signals,
 ) -> None:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINES_")}
-    env["PIPELINES_PING_INTERVAL"] = "25"  # the default-like interval: shutdown must not wait it
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "server.py", "--host", "127.0.0.1", "--port", str(port),
-        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    try:
-        async with aiohttp.ClientSession() as http:
-            async with asyncio.timeout(15):
-                while True:
-                    try:
-                        async with http.get(f"{url}/healthz") as r:
-                            if r.status == 200:
-                                break
-                    except aiohttp.ClientConnectionError:
-                        await asyncio.sleep(0.05)
+    # a default-like ping interval: shutdown must not wait it out
+    async with server_process(env={"PIPELINES_PING_INTERVAL": "25"}) as (proc, url):
         clients = []
         try:
             for _ in range(5):
@@ -266,10 +241,6 @@ async def test_signal_while_streaming_tells_every_client_and_exits_zero(
         finally:
             for cm, _ in clients:
                 await cm.__aexit__(None, None, None)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
 
 
 async def test_a_graph_that_cannot_move_ends_with_one_done() -> None:

@@ -3,57 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import socket
-import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
-import aiohttp
 import pytest
+import serverutil
 from serverutil import chain_spec, connected, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@asynccontextmanager
-async def server_process(*flags: str) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINES_")}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "server.py", "--host", "127.0.0.1", "--port", str(port),
-        "--test-coroutines", "--log-level", "DEBUG", *flags,
-        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        async with aiohttp.ClientSession() as http:
-            deadline = time.monotonic() + 15
-            while True:
-                try:
-                    async with http.get(f"{url}/healthz") as r:
-                        if r.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    pass
-                assert proc.returncode is None, "server exited early"
-                assert time.monotonic() < deadline, "server did not come up"
-                await asyncio.sleep(0.05)
-        yield proc, url
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+def server_process(
+    *flags: str,
+) -> AbstractAsyncContextManager[tuple[asyncio.subprocess.Process, str]]:
+    """The shared subprocess helper, with the faulty Test.* coroutines and debug logs on."""
+    return serverutil.server_process("--test-coroutines", "--log-level", "DEBUG", *flags)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
