@@ -284,24 +284,22 @@ async def ref_w2z(n: int, acc: Acc) -> None:
         tg.create_task(_ref_zip_sink(qb2, qc2, acc))
 
 
-async def ref_w3(n: int, acc: Acc) -> None:
+async def _ref_w3_chain(stage: Any, n: int, acc: Acc) -> None:
+    """Source, three IO stages run by `stage` (workers or task per item), sink."""
     q1, q2, q3, q4 = _qs(4)
     async with asyncio.TaskGroup() as tg:
         tg.create_task(_ref_source(n, [q1]))
-        tg.create_task(_ref_workers(f_io, q1, q2, IO_CONCURRENCY))
-        tg.create_task(_ref_workers(f_io, q2, q3, IO_CONCURRENCY))
-        tg.create_task(_ref_workers(f_io, q3, q4, IO_CONCURRENCY))
+        for q_in, q_out in ((q1, q2), (q2, q3), (q3, q4)):
+            tg.create_task(stage(f_io, q_in, q_out, IO_CONCURRENCY))
         tg.create_task(_ref_sink(q4, acc))
+
+
+async def ref_w3(n: int, acc: Acc) -> None:
+    await _ref_w3_chain(_ref_workers, n, acc)
 
 
 async def ref_w3_task_per_item(n: int, acc: Acc) -> None:
-    q1, q2, q3, q4 = _qs(4)
-    async with asyncio.TaskGroup() as tg:
-        tg.create_task(_ref_source(n, [q1]))
-        tg.create_task(_ref_task_per_item(f_io, q1, q2, IO_CONCURRENCY))
-        tg.create_task(_ref_task_per_item(f_io, q2, q3, IO_CONCURRENCY))
-        tg.create_task(_ref_task_per_item(f_io, q3, q4, IO_CONCURRENCY))
-        tg.create_task(_ref_sink(q4, acc))
+    await _ref_w3_chain(_ref_task_per_item, n, acc)
 
 
 async def ref_w4(n: int, acc: Acc) -> None:

@@ -6,13 +6,10 @@ import asyncio
 import signal
 import time
 from contextlib import AbstractAsyncContextManager
-from pathlib import Path
 
 import pytest
 import serverutil
 from serverutil import chain_spec, connected, wait_for
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def server_process(
