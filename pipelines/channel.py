@@ -65,34 +65,15 @@ class Channel:
     # -- producer side ---------------------------------------------------------------------
     async def put_many(self, items: list[Any]) -> None:
         """Append `items` in order, waiting for room as needed (never beyond `maxsize`)."""
-        buf = self.buf
-        i, n = 0, len(items)
-        while i < n:
-            if self.abandoned:
-                self.dropped += n - i
-                return
-            room = self.maxsize - len(buf)
-            if room > 0:
-                if i == 0 and room >= n:
-                    buf.extend(items)
-                    i = n
-                else:
-                    chunk = items[i : i + room]
-                    buf.extend(chunk)
-                    i += len(chunk)
-                self.wake()
-            else:
-                fut = asyncio.get_running_loop().create_future()
-                self._putters.append(fut)
-                try:
-                    await fut
-                finally:
-                    if not fut.done():
-                        fut.cancel()
-                    try:
-                        self._putters.remove(fut)
-                    except ValueError:
-                        pass
+        i = self.offer(items)
+        while i < len(items):
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self.add_putter(fut)
+            try:
+                await fut
+            finally:
+                self.remove_putter(fut)
+            i = self.offer(items, i)
 
     def offer(self, items: list[Any], start: int = 0) -> int:
         """Append as many of `items[start:]` as fit now; return the index of the first one left.

@@ -155,8 +155,7 @@ class ResultSink:
             self.channel.wake()
 
     def full(self) -> bool:
-        ch = self.channel
-        return ch is not None and len(ch.buf) >= ch.maxsize and not ch.abandoned
+        return self.channel is not None and self.channel.full
 
     def close(self) -> None:
         if self.channel is not None:

@@ -449,9 +449,8 @@ class OutputQueue:
         await node._emit(list(items))
 
     def full(self) -> bool:
-        return any(len(ch.buf) >= ch.maxsize and not ch.abandoned for ch in self._outlets) or (
-            self._node.sink is not None and self._node.sink.full()
-        )
+        sink = self._node.sink
+        return any(ch.full for ch in self._outlets) or (sink is not None and sink.full())
 
     def qsize(self) -> int:
         return max((len(ch.buf) for ch in self._outlets), default=0)
