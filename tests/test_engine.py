@@ -475,13 +475,16 @@ async def test_cancelling_run_caller_cancels_pipeline() -> None:
 
 
 async def test_async_with_cancels_on_exit() -> None:
+    started = asyncio.Event()
+
     async def sleepy(self: Processor, q_elt: tuple[int]) -> int:
+        started.set()
         await asyncio.sleep(3600)
         return 0
 
     spec = {"nodes": {"a": {"coro": src_range}, "s": {"coro": sleepy}}, "graph": {"a": ["s"]}}
     async with Plumber(spec, coro_map=ident) as p:
-        await asyncio.sleep(0.01)
+        await asyncio.wait_for(started.wait(), 5)
         assert p.status is RunStatus.RUNNING
     assert p.status is RunStatus.CANCELLED
 
