@@ -1,4 +1,4 @@
-"""The seed README's example, as printed there, plus the one line it lacked: wait for the end."""
+"""The original project's README example, as printed there, plus the one line it lacked: wait for the end."""
 
 import asyncio
 

@@ -1,4 +1,5 @@
-"""The README's service section matches the code: settings, registry, and its example runs."""
+"""The service docs match the code: settings and registry in docs/service.md, and the README's
+service example runs."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from server.settings import Settings
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def server_section() -> str:
-    text = (ROOT / "README.md").read_text()
+def server_section(page: str = "docs/service.md") -> str:
+    text = (ROOT / page).read_text()
     return text.split("<!-- section:server -->", 1)[1].split("<!-- /section:server -->", 1)[0]
 
 
@@ -32,7 +33,7 @@ def test_every_registry_coroutine_is_documented() -> None:
 
 
 async def test_readme_service_example_runs(server_url: str) -> None:
-    code = re.search(r"```python\n(.*?)```", server_section(), re.S)
+    code = re.search(r"```python\n(.*?)```", server_section("README.md"), re.S)
     assert code is not None
     script = code.group(1).replace("http://localhost:8080", server_url)
     proc = await asyncio.create_subprocess_exec(
