@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
+import os
+import sys
 import types
 import typing
 from collections.abc import Sequence
@@ -14,6 +17,7 @@ from pydantic import SecretStr, ValidationError
 
 from .app import create_app
 from .keys import SESSIONS
+from .registries import RegistryLoadError, load_coroutines
 from .settings import Settings
 
 __all__ = ["CONNECTION_GRACE", "main", "build_parser", "settings_from_args"]
@@ -24,14 +28,20 @@ logger = logging.getLogger("server")
 CONNECTION_GRACE = 1.0
 
 
-def _flag_type(annotation: Any) -> tuple[Any, str]:
-    """argparse type and metavar for a Settings annotation."""
+def _unwrap(annotation: Any) -> Any:
+    """`X` of `X | None` and of `Annotated[X, ...]`."""
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType) and len(args) == 1:
         annotation = args[0]
     if typing.get_origin(annotation) is typing.Annotated:
         annotation = typing.get_args(annotation)[0]
+    return annotation
+
+
+def _flag_type(annotation: Any) -> tuple[Any, str]:
+    """argparse type and metavar for a Settings annotation."""
+    annotation = _unwrap(annotation)
     if annotation is int:
         return int, "N"
     if annotation is float:
@@ -60,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
         text = f"{field.description} [env {env}; default {shown}]"
         if field.annotation is bool:
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, help=text)
+        elif typing.get_origin(_unwrap(field.annotation)) is list:
+            # Repeatable, and each value may itself be comma separated.
+            parser.add_argument(flag, dest=name, action="append", metavar="A,B,...", help=text)
         else:
             kind, metavar = _flag_type(field.annotation)
             parser.add_argument(flag, dest=name, type=kind, metavar=metavar, help=text)
@@ -80,18 +93,41 @@ def settings_from_args(argv: Sequence[str] | None = None) -> Settings:
         raise  # unreachable: parser.error exits
 
 
+def _event_loop(want_uvloop: bool) -> asyncio.AbstractEventLoop | None:
+    """A uvloop event loop when asked for and installed, else None (asyncio's own)."""
+    if not want_uvloop:
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        logger.info("event loop: asyncio (uvloop is not installed: pip install 'pipelines[uvloop]')")
+        return None
+    logger.info("event loop: uvloop")
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Parse flags, configure logging, serve until SIGINT/SIGTERM, exit 0."""
     settings = settings_from_args(argv)
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        # `--coroutines mypkg.nodes:registry` finds modules in the current directory (as
+        # `python server.py` and uvicorn do), also when started as `pipelines-server`.
+        sys.path.insert(0, os.getcwd())
     level = getattr(logging, settings.log_level.upper(), logging.INFO)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if level > logging.DEBUG:
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    app = create_app(settings)
+    try:
+        loaded = load_coroutines(settings)
+    except RegistryLoadError as exc:
+        build_parser().exit(2, f"pipelines-server: error: {exc}\n")
+    app = create_app(settings, registry=loaded)
     logger.info("%d coroutines registered; test coroutines %s", len(app[SESSIONS].registry),
                 "ON" if settings.test_coroutines else "off")
     web.run_app(
         app,
+        loop=_event_loop(settings.uvloop),
         host=settings.host,
         port=settings.port,
         # Our on_shutdown hook has told and disconnected every session by the time aiohttp

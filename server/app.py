@@ -13,18 +13,24 @@ from urllib.parse import urlsplit
 import socketio  # type: ignore[import-untyped]
 from aiohttp import web
 
-from .coroutines import build_registry
+from pipelines.registry import Registry
+
+from .coroutines.plugin import CoroutinePlugin
 from .handlers import register_handlers
 from .keys import SESSIONS, SETTINGS, SIO
 from .payload import SafePacket
+from .registries import LoadedCoroutines, load_coroutines
 from .routes import setup_routes
 from .session import SessionManager
 from .settings import Settings
 from .watchdog import LoopWatchdog
 
-__all__ = ["create_app", "SETTINGS", "SESSIONS", "SIO", "origin_checker"]
+__all__ = ["RegistryArg", "build_service", "create_app", "SETTINGS", "SESSIONS", "SIO", "origin_checker"]
 
 logger = logging.getLogger(__name__)
+
+#: What `create_app(registry=...)` accepts; None: load what the settings ask for.
+RegistryArg = Registry | CoroutinePlugin | LoadedCoroutines | None
 
 _LOCALHOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 _PLACEHOLDER = (
@@ -114,16 +120,36 @@ async def _on_shutdown(app: web.Application) -> None:
         sio.eio.sockets.clear()
 
 
-def create_app(settings: Settings | None = None) -> web.Application:
+def _coroutines(settings: Settings, registry: RegistryArg) -> LoadedCoroutines:
+    if registry is None:
+        return load_coroutines(settings)
+    if isinstance(registry, LoadedCoroutines):
+        return registry
+    plugin = registry if isinstance(registry, CoroutinePlugin) else CoroutinePlugin(registry)
+    if not plugin.registry.frozen:
+        plugin.registry.freeze()
+    return LoadedCoroutines(plugin.registry, (plugin.lifespan,) if plugin.lifespan else ())
+
+
+def create_app(settings: Settings | None = None, registry: RegistryArg = None) -> web.Application:
     """Build the service: socket.io on /socket.io, the HTTP routes and the page.
 
     :param settings: the configuration (default: read from PIPELINES_* environment variables).
+    :param registry: the coroutines to serve: a `Registry` (frozen here), a `CoroutinePlugin`
+        (its lifespan runs with the app) or `LoadedCoroutines`; default: what the settings ask
+        for (`server.registries.load_coroutines`).
+    :raises RegistryLoadError: the settings name coroutines that cannot be loaded or clash.
     """
     settings = settings if settings is not None else Settings()
-    registry = build_registry(
-        demo_sleep_scale=settings.demo_sleep_scale, test_coroutines=settings.test_coroutines
-    )
+    loaded = _coroutines(settings, registry)
     app = web.Application(client_max_size=settings.max_message_bytes)
+    build_service(app, settings, loaded)
+    return app
+
+
+def build_service(app: web.Application, settings: Settings, loaded: LoadedCoroutines) -> None:
+    """Add the service (socket.io, routes, page, lifecycle) to a fresh `app` of its own."""
+    registry = loaded.registry
     sio = socketio.AsyncServer(
         async_mode="aiohttp",
         serializer=SafePacket,
@@ -143,5 +169,11 @@ def create_app(settings: Settings | None = None) -> web.Application:
     setup_routes(app)
     _setup_page(app)
     app.on_shutdown.append(_on_shutdown)
+    if loaded.lifespans:
+        async def plugin_lifespans(_app: web.Application) -> AsyncIterator[None]:
+            # Entered before, and left after, the sessions' own lifecycle below.
+            async with loaded.running():
+                yield
+
+        app.cleanup_ctx.append(plugin_lifespans)
     app.cleanup_ctx.append(_lifecycle)
-    return app

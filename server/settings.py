@@ -48,6 +48,10 @@ class Settings(BaseSettings):
         5.0, gt=0, description="Seconds SIGTERM/SIGINT waits for sessions to be told and closed."
     )
     log_level: str = Field("INFO", description="Logging level of the service's loggers.")
+    uvloop: bool = Field(
+        True, description="Run on uvloop when it is installed (the `uvloop` extra); off: asyncio's "
+        "own event loop."
+    )
 
     # -- message and spec limits ---------------------------------------------------------
     max_message_bytes: int = Field(
@@ -122,12 +126,28 @@ class Settings(BaseSettings):
     test_coroutines: bool = Field(
         False, description="Register the faulty test-only coroutines (Test.*). Never in production."
     )
+    builtin_coroutines: bool = Field(
+        True, description="Offer the built-in coroutines (off: only your own, from --coroutines "
+        "and entry points)."
+    )
+    coroutines: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Your registries to serve, as module:attribute (e.g. mypkg.nodes:registry; "
+        "comma separated, the flag is repeatable).",
+    )
+    entry_point_coroutines: bool = Field(
+        True, description="Also serve the coroutines installed packages declare in the "
+        "entry-point group `pipelines.coroutines`."
+    )
 
-    @field_validator("allowed_origins", mode="before")
+    @field_validator("allowed_origins", "coroutines", mode="before")
     @classmethod
-    def _split_origins(cls, value: Any) -> Any:
+    def _split_lists(cls, value: Any) -> Any:
+        # "a,b" (environment) or ["a", "b,c"] (a repeated flag): one flat list.
         if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
+            value = [value]
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return [part.strip() for v in value for part in v.split(",") if part.strip()]
         return value
 
     def spec_limits(self) -> SpecLimits:

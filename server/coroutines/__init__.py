@@ -1,19 +1,26 @@
-"""The service's built-in registry: the only coroutines a client can name in a spec.
+"""The service's built-in registry: the coroutines a client can name in a spec out of the box.
 
-Nothing here touches files, the network or processes. One module per family: `demo` (the original
-demo's `ProcessFunc.*`, kept under their names), `sources`, `text`, `numbers`, `flow` (filters and
-flow control) and `testing` (the faulty `Test.*` nodes, only when the `test_coroutines` setting is
-on).
+One module per family: `demo` (the original demo's `ProcessFunc.*`, kept under their names),
+`sources`, `text`, `numbers`, `flow` (filters and flow control) and `testing` (the faulty `Test.*`
+nodes, only when the `test_coroutines` setting is on). Apart from `Test.*`, nothing here touches
+files, processes or the network. `server.registries` composes these with the coroutines of other
+packages.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from pipelines.registry import Registry
 
 from . import demo, flow, numbers, sources, testing, text
 from .demo import DEMO_SLEEPS
+from .plugin import CoroutinePlugin
 
-__all__ = ["build_registry", "DEMO_SLEEPS"]
+if TYPE_CHECKING:
+    from ..settings import Settings
+
+__all__ = ["DEMO_SLEEPS", "build_registry", "builtin_plugin"]
 
 
 def build_registry(*, demo_sleep_scale: float = 1.0, test_coroutines: bool = False) -> Registry:
@@ -32,3 +39,9 @@ def build_registry(*, demo_sleep_scale: float = 1.0, test_coroutines: bool = Fal
         testing.register(reg)
     reg.freeze()
     return reg
+
+
+def builtin_plugin(settings: Settings) -> CoroutinePlugin:
+    """The built-in coroutines as the settings configure them, with their shared resources."""
+    return CoroutinePlugin(build_registry(
+        demo_sleep_scale=settings.demo_sleep_scale, test_coroutines=settings.test_coroutines))
