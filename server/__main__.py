@@ -96,6 +96,7 @@ def settings_from_args(argv: Sequence[str] | None = None) -> Settings:
 def _event_loop(want_uvloop: bool) -> asyncio.AbstractEventLoop | None:
     """A uvloop event loop when asked for and installed, else None (asyncio's own)."""
     if not want_uvloop:
+        logger.info("event loop: asyncio (--no-uvloop)")
         return None
     try:
         import uvloop
