@@ -25,7 +25,10 @@ from .session import SessionManager
 from .settings import Settings
 from .watchdog import LoopWatchdog
 
-__all__ = ["RegistryArg", "build_service", "create_app", "SETTINGS", "SESSIONS", "SIO", "origin_checker"]
+__all__ = [
+    "SESSIONS", "SETTINGS", "SIO", "RegistryArg", "build_service", "coroutines_for", "create_app",
+    "origin_checker",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +123,8 @@ async def _on_shutdown(app: web.Application) -> None:
         sio.eio.sockets.clear()
 
 
-def _coroutines(settings: Settings, registry: RegistryArg) -> LoadedCoroutines:
+def coroutines_for(settings: Settings, registry: RegistryArg) -> LoadedCoroutines:
+    """The registry and lifespans a `registry=` argument stands for (None: the settings')."""
     if registry is None:
         return load_coroutines(settings)
     if isinstance(registry, LoadedCoroutines):
@@ -141,7 +145,7 @@ def create_app(settings: Settings | None = None, registry: RegistryArg = None) -
     :raises RegistryLoadError: the settings name coroutines that cannot be loaded or clash.
     """
     settings = settings if settings is not None else Settings()
-    loaded = _coroutines(settings, registry)
+    loaded = coroutines_for(settings, registry)
     app = web.Application(client_max_size=settings.max_message_bytes)
     build_service(app, settings, loaded)
     return app

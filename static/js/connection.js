@@ -24,6 +24,8 @@ function readToken() {
 export function openConnection(onState, tokenButton) {
   let token = readToken();
   const socket = io({
+    // Next to the page, which may be mounted under a prefix (server.mount.setup).
+    path: new URL("socket.io", document.baseURI).pathname,
     auth: (cb) => cb(token ? { token } : {}),
     reconnectionDelayMax: 5000,
   });

@@ -1,5 +1,5 @@
 // The palette: every registered coroutine with its kind, doc line and arguments (from
-// GET /api/registry); choosing one adds a node stub to the spec.
+// GET api/registry, relative: the page may be mounted under a prefix); choosing one adds a node stub to the spec.
 import { h } from "./dom.js";
 
 /** A short type label for a JSON Schema (pydantic's output: type, anyOf, items, $ref). */
@@ -90,7 +90,7 @@ export class Palette {
   async load() {
     this.list.replaceChildren(h("li", { class: "muted" }, "Loading the registry…"));
     try {
-      const response = await fetch("/api/registry", { headers: { Accept: "application/json" } });
+      const response = await fetch("api/registry", { headers: { Accept: "application/json" } });
       if (!response.ok) throw new Error(`HTTP ${response.status}`);
       const body = await response.json();
       this.entries = Array.isArray(body.coroutines) ? body.coroutines : [];
