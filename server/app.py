@@ -17,6 +17,7 @@ from pipelines.registry import Registry
 
 from .coroutines.plugin import CoroutinePlugin
 from .handlers import register_handlers
+from .http_runs import setup_http_runs
 from .keys import SESSIONS, SETTINGS, SIO
 from .payload import SafePacket
 from .registries import LoadedCoroutines, load_coroutines
@@ -171,6 +172,7 @@ def build_service(app: web.Application, settings: Settings, loaded: LoadedCorout
     app[SIO] = sio
     app[SESSIONS] = manager
     setup_routes(app)
+    setup_http_runs(app)
     _setup_page(app)
     app.on_shutdown.append(_on_shutdown)
     if loaded.lifespans:

@@ -83,6 +83,15 @@ class Settings(BaseSettings):
         5.0, gt=0, description="Sustained `POST /api/validate` rate per client address."
     )
     http_validation_burst: int = Field(20, ge=1, description="Burst allowance of that rate.")
+    http_runs_per_second: float = Field(
+        1.0, gt=0, description="Sustained `POST /api/runs` rate per client address (more: HTTP "
+        "429, `rate_limited`)."
+    )
+    http_run_burst: int = Field(5, ge=1, description="Burst allowance of that rate.")
+    max_http_runs: int = Field(
+        100, ge=1, description="Most `POST /api/runs` pipelines running at once (server-wide; "
+        "more: HTTP 503, `busy`)."
+    )
     events_per_second: float = Field(
         50.0, gt=0, description="Sustained rate of any client event per session."
     )
