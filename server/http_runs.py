@@ -331,7 +331,8 @@ async def post_run(request: web.Request) -> web.StreamResponse:
 
 async def _end_runs(app: web.Application) -> None:
     """Shutdown: end every HTTP run (its client gets the done line) before connections close."""
-    runs = list(app[RUNS])
+    held: set[HttpRun] = app[RUNS]
+    runs = list(held)
     if not runs:
         return
     await asyncio.gather(*(run.stop("shutdown") for run in runs))
