@@ -135,6 +135,23 @@ class Settings(BaseSettings):
     test_coroutines: bool = Field(
         False, description="Register the faulty test-only coroutines (Test.*). Never in production."
     )
+    fetch_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Hosts (`host` or `host:port`) `Net.fetch` may GET from (comma separated); "
+        "empty: `Net.fetch` is not offered.",
+    )
+    fetch_timeout: float = Field(
+        10.0, gt=0, le=600, description="Seconds one `Net.fetch` request may take in all."
+    )
+    fetch_max_bytes: int = Field(
+        1_000_000, ge=1, description="Largest response body `Net.fetch` reads (bytes)."
+    )
+    regex_timeout: float = Field(
+        1.0, gt=0, le=60, description="Seconds one `Regex.*` match may take (then that item fails)."
+    )
+    regex_max_input: int = Field(
+        100_000, ge=1, description="Longest string (characters) a `Regex.*` node matches."
+    )
     builtin_coroutines: bool = Field(
         True, description="Offer the built-in coroutines (off: only your own, from --coroutines "
         "and entry points)."
@@ -149,7 +166,7 @@ class Settings(BaseSettings):
         "entry-point group `pipelines.coroutines`."
     )
 
-    @field_validator("allowed_origins", "coroutines", mode="before")
+    @field_validator("allowed_origins", "coroutines", "fetch_hosts", mode="before")
     @classmethod
     def _split_lists(cls, value: Any) -> Any:
         # "a,b" (environment) or ["a", "b,c"] (a repeated flag): one flat list.
