@@ -4,6 +4,7 @@ routes of its own; a pipeline runs through it, and the host's shutdown ends it."
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -134,3 +135,47 @@ def test_root_path_is_refused() -> None:
         setup(web.Application(), path="/", settings=make_settings())
     with pytest.raises(ValueError, match="absolute prefix"):
         setup(web.Application(), path="pipelines", settings=make_settings())
+
+
+@pytest.mark.browser
+async def test_the_mounted_page_works_in_a_browser() -> None:
+    """Chromium at <prefix>/: it connects through <prefix>/socket.io, its palette lists the
+    served coroutines with their arguments, and a spec runs from it."""
+    from test_page import CHROMIUM, LAUNCH_ARGS, VIEWPORT, _require_chromium
+
+    _require_chromium()
+    from playwright.async_api import async_playwright, expect
+
+    events: list[str] = []
+    app = host_app(events)
+    plugin = shop_plugin(events)
+
+    @plugin.registry.source("Shop.count", doc="Counts to n.")
+    async def count(self: Processor, output_q: Any, n: int) -> None:
+        for i in range(n):
+            await output_q.put(i)
+
+    setup(app, registry=plugin, path="/tools/pipelines", settings=make_settings())
+    problems: list[str] = []
+    async with serve_app(app) as url, async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        try:
+            page = await browser.new_page(viewport=VIEWPORT)
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda exc: problems.append(str(exc)))
+            await page.goto(f"{url}/tools/pipelines")
+            assert page.url == f"{url}/tools/pipelines/"
+            await expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
+            items = page.locator("#palette li[data-coro]")
+            await expect(items).to_have_count(2)
+            label = page.locator('#palette li[data-coro="Shop.label"]')
+            await expect(label.locator(".palette-args")).to_contain_text('prefix: string = "item"')
+            spec = chain_spec({"coro": "Shop.count", "args": {"n": 3}}, {"coro": "Shop.label"})
+            await page.locator("#editor").fill(json.dumps(spec))
+            await page.locator("#run").click()
+            await expect(page.locator("#done-line")).to_contain_text("Done: completed · 3 results")
+            values = await page.locator("#log li[data-seq] .value").all_text_contents()
+            assert values == ['"item-0"', '"item-1"', '"item-2"']
+        finally:
+            await browser.close()
+    assert problems == []
