@@ -36,8 +36,9 @@ from .payload import PayloadProblem, check_payload, loads_checked
 from .protocol import error, fail
 from .ratelimit import TokenBucket
 from .session import oneline
+from .stats import ServerStats
 
-__all__ = ["HttpRun", "HttpRunOptions", "setup_http_runs"]
+__all__ = ["ErrorLines", "HttpRun", "HttpRunOptions", "setup_http_runs"]
 
 logger = logging.getLogger(__name__)
 
@@ -75,11 +76,50 @@ def _encode(line: dict[str, Any]) -> bytes:
     return json.dumps(line, allow_nan=False, separators=(",", ":")).encode() + b"\n"
 
 
+class ErrorLines:
+    """Item errors of one run, sent as `{"error": ...}` lines at most `rate` a second."""
+
+    def __init__(self, rate: int, stats: ServerStats) -> None:
+        self.pending: deque[dict[str, Any]] = deque(maxlen=4 * rate)
+        self.suppressed = 0
+        self.bucket = TokenBucket(rate, rate)
+        self.stats = stats
+
+    def add_item_error(self, err: ItemError) -> None:
+        """The engine's callback for an item that failed."""
+        self.add(error(
+            "node_error", f"node {err.node!r}: item {err.item} failed: {err.error_type}: "
+            f"{err.message}", path=f"nodes.{err.node}", node=err.node,
+        ) | {"item": err.item, "error_type": err.error_type})
+
+    def add(self, err: dict[str, Any]) -> None:
+        if len(self.pending) == self.pending.maxlen:
+            self.suppressed += 1
+        self.pending.append(err)
+
+    def lines(self, final: bool = False) -> list[bytes]:
+        """The lines to send now (within the rate; at the end, a sum of what was held back)."""
+        lines = []
+        while self.pending and (final or self.bucket.take()):
+            err = self.pending.popleft()
+            self.stats.errors.labels(err["code"]).inc()
+            lines.append(_encode({"error": err}))
+        if self.pending:  # over the rate: count, do not send
+            self.suppressed += len(self.pending)
+            self.pending.clear()
+        if final and self.suppressed:
+            lines.append(_encode({"error": error(
+                "node_error", f"{self.suppressed} more item errors not shown")}))
+            self.suppressed = 0
+        return lines
+
+
 class HttpRun:
     """One accepted HTTP run: the pipeline, its response stream and whatever stops it."""
 
     def __init__(self, request: web.Request, plumber: Plumber, pipeline_id: str,
-                 options: HttpRunOptions, response: web.StreamResponse) -> None:
+                 options: HttpRunOptions, response: web.StreamResponse,
+                 errors: ErrorLines) -> None:
         self.request = request
         self.settings = request.app[SETTINGS]
         self.stats = request.app[SESSIONS].stats
@@ -87,27 +127,12 @@ class HttpRun:
         self.pipeline_id = pipeline_id
         self.options = options
         self.response = response
+        self.errors = errors
         self.started = time.monotonic()
         self.stop_reason: str | None = None
         self.delivered = 0
         self.skipped = 0
-        self.errors: deque[dict[str, Any]] = deque(maxlen=4 * self.settings.max_error_events_per_second)
-        self.suppressed = 0
-        self.error_bucket = TokenBucket(self.settings.max_error_events_per_second,
-                                        self.settings.max_error_events_per_second)
         self.finished = asyncio.Event()
-
-    # -- what the engine and the watcher call ---------------------------------------------
-    def item_error(self, err: ItemError) -> None:
-        self._add_error(error(
-            "node_error", f"node {err.node!r}: item {err.item} failed: {err.error_type}: "
-            f"{err.message}", path=f"nodes.{err.node}", node=err.node,
-        ) | {"item": err.item, "error_type": err.error_type})
-
-    def _add_error(self, err: dict[str, Any]) -> None:
-        if len(self.errors) == self.errors.maxlen:
-            self.suppressed += 1
-        self.errors.append(err)
 
     async def stop(self, reason: str) -> None:
         """End the run early for `reason` (the first reason wins)."""
@@ -167,27 +192,13 @@ class HttpRun:
 
     def _skip(self, result: Result, code: str, message: str) -> None:
         self.skipped += 1
-        self._add_error(error(code, f"node {result.node!r}: {oneline(message, 300)}",
+        self.errors.add(error(code, f"node {result.node!r}: {oneline(message, 300)}",
                               path=f"nodes.{result.node}", node=result.node))
-
-    def _error_lines(self, final: bool = False) -> list[bytes]:
-        lines = []
-        while self.errors and (final or self.error_bucket.take()):
-            err = self.errors.popleft()
-            self.stats.errors.labels(err["code"]).inc()
-            lines.append(_encode({"error": err}))
-        if self.errors:  # over the rate: count, do not send
-            self.suppressed += len(self.errors)
-            self.errors.clear()
-        if final and self.suppressed:
-            lines.append(_encode({"error": error(
-                "node_error", f"{self.suppressed} more item errors not shown")}))
-            self.suppressed = 0
-        return lines
 
     async def _pump(self) -> None:
         async for batch in self.plumber.result_batches(max_batch=self.settings.batch_max_items):
-            lines = self._error_lines()
+            lines = self.errors.lines()
+            before = self.delivered
             for result in batch:
                 line = self._line(result, self.delivered)
                 if line is not None:
@@ -195,7 +206,7 @@ class HttpRun:
                     self.delivered += 1
             if lines:
                 await self._write(lines)
-                self.stats.results.inc(len(batch))
+                self.stats.results.inc(self.delivered - before)
 
     async def _watch(self) -> None:
         """Budget, options.timeout and a client that left while no result was being written."""
@@ -243,7 +254,7 @@ class HttpRun:
         done = {"pipeline_id": self.pipeline_id, "status": status, "elapsed": round(elapsed, 6),
                 "results": self.delivered, "skipped": self.skipped, "nodes": nodes, "error": err}
         try:
-            await self._write([*self._error_lines(final=True), _encode({"done": done})])
+            await self._write([*self.errors.lines(final=True), _encode({"done": done})])
         except (ConnectionError, TimeoutError):
             logger.info("http run %s: the client left before the done line", self.pipeline_id)
 
@@ -304,10 +315,9 @@ async def post_run(request: web.Request) -> web.StreamResponse:
         return _refuse("invalid_payload", f"options: {first['msg']}", 400,
                        path="options" + (f".{where}" if where else ""))
     pipeline_id = uuid.uuid4().hex[:16]
-    holder: list[HttpRun] = []
+    errors = ErrorLines(settings.max_error_events_per_second, manager.stats)
     try:
-        plumber = manager.build(spec, name=pipeline_id,
-                                on_item_error=lambda e: holder[0].item_error(e) if holder else None)
+        plumber = manager.build(spec, name=pipeline_id, on_item_error=errors.add_item_error)
     except PipelineError as exc:
         manager.stats.errors.labels(exc.to_dict()["code"]).inc()
         return _json(fail(exc.to_dict()), 422)
@@ -315,8 +325,7 @@ async def post_run(request: web.Request) -> web.StreamResponse:
         "Content-Type": NDJSON, "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
         "X-Pipeline-Id": pipeline_id,
     })
-    run = HttpRun(request, plumber, pipeline_id, opts, response)
-    holder.append(run)
+    run = HttpRun(request, plumber, pipeline_id, opts, response, errors)
     runs.add(run)
     try:
         await response.prepare(request)
