@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import signal
+import sys
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 from urllib.parse import urljoin
@@ -13,7 +16,7 @@ from urllib.parse import urljoin
 import aiohttp
 import pytest
 from aiohttp import web
-from serverutil import Recorder, chain_spec, make_settings, serve_app
+from serverutil import ROOT, Recorder, chain_spec, free_port, make_settings, serve_app
 
 from pipelines import Processor, Registry
 from server import setup
@@ -179,3 +182,36 @@ async def test_the_mounted_page_works_in_a_browser() -> None:
         finally:
             await browser.close()
     assert problems == []
+
+
+async def test_the_documented_mount_example_runs() -> None:
+    """The python block of 'Mounting into your aiohttp app' in docs/service.md, as a script."""
+    text = (ROOT / "docs/service.md").read_text()
+    section = text.split("## Mounting into your aiohttp app", 1)[1].split("\n## ", 1)[0]
+    code = re.search(r"```python\n(.*?)```", section, re.S)
+    assert code is not None
+    port = free_port()
+    script = code.group(1).replace("port=8080", f"host='127.0.0.1', port={port}")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINES_")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(300):
+                try:
+                    async with http.get(f"{url}/") as r:
+                        assert await r.text() == "my app"
+                        break
+                except aiohttp.ClientConnectionError:
+                    assert proc.returncode is None, "the example exited early"
+                    await asyncio.sleep(0.05)
+            async with http.get(f"{url}/pipelines/api/registry") as r:
+                names = [e["name"] for e in (await r.json())["coroutines"]]
+            assert names == ["Shop.fetch", "Shop.ids", "Shop.price", "Shop.store"]
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGINT)
+        output, _ = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 0, output.decode()
