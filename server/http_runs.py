@@ -285,14 +285,13 @@ async def post_run(request: web.Request) -> web.StreamResponse:
         return _refuse("busy", f"{settings.max_http_runs} HTTP runs are running; try later", 503)
     if request.content_length is not None and request.content_length > settings.max_message_bytes:
         return _refuse("invalid_payload", "body too large", 413)
+    body = bytearray()
+    while chunk := await request.content.read(65_536):  # a chunked body has no length
+        body += chunk
+        if len(body) > settings.max_message_bytes:
+            return _refuse("invalid_payload", "body too large", 413)
     try:
-        body = await request.content.read(settings.max_message_bytes + 1)
-    except web.HTTPRequestEntityTooLarge:
-        return _refuse("invalid_payload", "body too large", 413)
-    if len(body) > settings.max_message_bytes:
-        return _refuse("invalid_payload", "body too large", 413)
-    try:
-        payload = loads_checked(body)
+        payload = loads_checked(bytes(body))
         check_payload(payload, max_depth=settings.max_payload_depth, path="body")
     except PayloadProblem as problem:
         return _refuse("invalid_payload", problem.message, 400, path=problem.path)

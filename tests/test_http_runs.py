@@ -30,6 +30,10 @@ def lines_of(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines()]
 
 
+def items_source(values: list[Any]) -> dict[str, Any]:
+    return {"coro": "Source.items", "args": {"items": values}}
+
+
 def runs(app: web.Application) -> set[HttpRun]:
     return app[RUNS]
 
@@ -65,7 +69,7 @@ async def raw_request(url: str, body: dict[str, Any]) -> AsyncIterator[
 
 
 async def test_results_stream_as_ndjson_with_a_done_line() -> None:
-    async with serving() as (app, url), aiohttp.ClientSession() as http:
+    async with serving(max_args_bytes=1_000_000) as (app, url), aiohttp.ClientSession() as http:
         async with http.post(f"{url}/api/runs", json=SQUARES) as r:
             assert r.status == 200
             assert r.headers["Content-Type"] == "application/x-ndjson"
@@ -87,6 +91,19 @@ async def test_results_stream_as_ndjson_with_a_done_line() -> None:
         errors = [x["error"] for x in lines if "error" in x]
         assert errors[0]["code"] == "node_error" and errors[0]["node"] == "n1"
         assert lines[-1]["done"]["nodes"]["n1"]["errors"] == 1
+        # A body of many TCP segments, sent chunked (no Content-Length): read to its end.
+        many = [f"item {i:06d}" for i in range(20_000)]
+        body = json.dumps(chain_spec(items_source(many), {"coro": "Text.upper"})).encode()
+        assert len(body) > 200_000
+
+        async def chunked() -> AsyncIterator[bytes]:
+            for start in range(0, len(body), 10_000):
+                yield body[start:start + 10_000]
+
+        async with http.post(f"{url}/api/runs", data=chunked()) as r:
+            assert r.status == 200, await r.text()
+            lines = lines_of(await r.text())
+        assert [x["value"] for x in lines[:-1]] == [m.upper() for m in many]
     async with serving(max_result_bytes=100) as (app, url), aiohttp.ClientSession() as http:
         big = chain_spec({"coro": "Source.items", "args": {"items": [1]}},
                          {"coro": "Test.big", "args": {"size": 500}})
