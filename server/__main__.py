@@ -124,6 +124,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     except RegistryLoadError as exc:
         build_parser().exit(2, f"pipelines-server: error: {exc}\n")
     app = create_app(settings, registry=loaded)
+    by_source: dict[str, int] = {}
+    for source in loaded.sources.values():
+        by_source[source] = by_source.get(source, 0) + 1
+    for source, count in by_source.items():
+        logger.info("coroutines: %d from %s", count, source)
     logger.info("%d coroutines registered; test coroutines %s", len(app[SESSIONS].registry),
                 "ON" if settings.test_coroutines else "off")
     web.run_app(

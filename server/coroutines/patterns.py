@@ -1,6 +1,6 @@
 """Regular expressions with a time bound: `Regex.match`, `Regex.extract`, `Regex.sub`.
 
-Patterns are compiled when the spec is validated (a bad one is an `invalid_args` issue), at most
+Patterns are compiled when the spec is validated (a bad one is refused then, like any bad arg), at most
 `MAX_PATTERN` characters. Matching runs with the `regex` module in a worker thread that releases
 the GIL, with a timeout (`regex_timeout`), on at most `regex_max_input` characters: a pattern that
 backtracks catastrophically (`(a|aa)+$`) fails that one item instead of stalling the server.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -19,7 +20,7 @@ from pydantic import AfterValidator, Field
 from pipelines.processor import DROP, Processor
 from pipelines.registry import Registry
 
-__all__ = ["MAX_PATTERN", "Pattern", "RegexLimits", "RegexTimeout", "register"]
+__all__ = ["MAX_PATTERN", "REGEX_THREADS", "Pattern", "RegexLimits", "RegexTimeout", "register"]
 
 MAX_PATTERN = 512
 
@@ -45,6 +46,17 @@ class RegexTimeout(ValueError):
     """A match ran past `regex_timeout` (catastrophic backtracking, or a huge input)."""
 
 
+#: Threads that run matches; a match holds one for at most `regex_timeout` seconds.
+REGEX_THREADS = 4
+_pool: list[ThreadPoolExecutor] = []
+
+
+def _executor() -> ThreadPoolExecutor:
+    if not _pool:
+        _pool.append(ThreadPoolExecutor(REGEX_THREADS, thread_name_prefix="pipelines-regex"))
+    return _pool[0]
+
+
 @dataclass(frozen=True, slots=True)
 class RegexLimits:
     """Seconds one match may take, and the longest input (characters)."""
@@ -62,9 +74,11 @@ def register(reg: Registry, limits: RegexLimits) -> None:
         return text
 
     async def run(fn: Any, *args: Any) -> Any:
-        # `concurrent=True` releases the GIL, so the event loop goes on while the thread works.
+        # `concurrent=True` releases the GIL, so the event loop goes on while the thread works;
+        # the threads are the regex nodes' own, so slow patterns never queue other nodes' work.
+        call = functools.partial(fn, *args, timeout=limits.timeout, concurrent=True)
         try:
-            return await asyncio.to_thread(fn, *args, timeout=limits.timeout, concurrent=True)
+            return await asyncio.get_running_loop().run_in_executor(_executor(), call)
         except TimeoutError:
             raise RegexTimeout(f"the pattern took longer than {limits.timeout} s on this input "
                                "(regex_timeout)") from None
