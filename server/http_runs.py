@@ -38,7 +38,7 @@ from .ratelimit import TokenBucket
 from .session import oneline
 from .stats import ServerStats
 
-__all__ = ["ErrorLines", "HttpRun", "HttpRunOptions", "setup_http_runs"]
+__all__ = ["ErrorLines", "HttpRun", "HttpRunOptions", "running_http_runs", "setup_http_runs"]
 
 logger = logging.getLogger(__name__)
 
@@ -350,9 +350,18 @@ async def _end_runs(app: web.Application) -> None:
         task.cancel()
 
 
+def running_http_runs(app: web.Application) -> int:
+    """How many HTTP runs are streaming now."""
+    return len(app[RUNS])
+
+
 def setup_http_runs(app: web.Application) -> None:
-    """Add `POST /api/runs` and its shutdown hook to the service app."""
-    app[RUNS] = set()
+    """Add `POST /api/runs` and its shutdown hook to the service app (after app[SESSIONS])."""
+    held: set[HttpRun] = set()
+    app[RUNS] = held
     app[RUN_BUCKETS] = OrderedDict()
+    manager = app[SESSIONS]
+    # The running-pipelines gauge counts HTTP runs too.
+    manager.stats.running.set_function(lambda: manager.running() + len(held))
     app.router.add_post("/api/runs", post_run)
     app.on_shutdown.append(_end_runs)

@@ -11,6 +11,7 @@ from aiohttp import web
 from pipelines.spec import GraphSpec
 
 from .handlers import validate_spec
+from .http_runs import running_http_runs
 from .keys import SESSIONS, SETTINGS
 from .payload import PayloadProblem, check_payload, loads_checked
 from .protocol import error, fail
@@ -81,7 +82,8 @@ async def get_health(request: web.Request) -> web.Response:
     """Liveness: 200 while serving, 503 once shutting down."""
     manager = request.app[SESSIONS]
     status = "shutting_down" if manager.closing else "ok"
-    return _json({"status": status, "sessions": len(manager), "pipelines": manager.running()},
+    running = manager.running() + running_http_runs(request.app)
+    return _json({"status": status, "sessions": len(manager), "pipelines": running},
                  503 if manager.closing else 200)
 
 

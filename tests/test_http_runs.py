@@ -153,6 +153,10 @@ async def test_max_http_runs_and_disconnect_cancels() -> None:
             await wait_for(lambda: len(runs(app)) == 1)
             async with http.post(f"{url}/api/runs", json=SQUARES) as r:
                 assert r.status == 503 and (await r.json())["error"]["code"] == "busy"
+            async with http.get(f"{url}/healthz") as r:
+                assert (await r.json())["pipelines"] == 1
+            async with http.get(f"{url}/metrics") as r:
+                assert "pipelines_running 1.0" in await r.text()
             run = next(iter(runs(app)))
         # The client closed its connection while nothing was being written: the run stops.
         await wait_for(lambda: not runs(app), within=10)
