@@ -193,7 +193,7 @@ async def test_a_client_that_stops_reading_stops_the_pipeline(client: str) -> No
 async def test_budget_timeout_and_shutdown_end_with_a_done_line() -> None:
     hang = chain_spec({"coro": "Source.range", "args": {"stop": 3}}, {"coro": "Test.hang",
                                                                         "args": {"k": 1}})
-    async with serving(pipeline_budget=0.5) as (app, url), aiohttp.ClientSession() as http:
+    async with serving(pipeline_budget=1.5) as (app, url), aiohttp.ClientSession() as http:
         async with http.post(f"{url}/api/runs", json=hang) as r:
             lines = lines_of(await r.text())
         assert lines[0] == {"node": "n1", "seq": 0, "value": 0}
