@@ -16,8 +16,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
+import pytest
 from aiohttp import web
-from serverutil import free_port, serve_app
+from serverutil import free_port, make_settings, serve_app
+
+from server.app import create_app
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -124,3 +127,28 @@ async def test_my_service_commands_as_documented(tmp_path: Path) -> None:
     # The lifespan closed its ClientSession: no "Unclosed client session" warning at exit.
     assert server.returncode == 0, output.decode()
     assert "Unclosed" not in output.decode()
+
+
+@pytest.mark.browser
+async def test_the_page_palette_lists_my_service_with_argument_forms() -> None:
+    from playwright.async_api import async_playwright, expect
+    from test_page import CHROMIUM, LAUNCH_ARGS, VIEWPORT, _require_chromium
+
+    _require_chromium()
+    settings = make_settings(coroutines=["examples.my_service.nodes:plugin"],
+                             builtin_coroutines=False, test_coroutines=False)
+    async with serve_app(create_app(settings)) as url, async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        try:
+            page = await browser.new_page(viewport=VIEWPORT)
+            await page.goto(url)
+            await expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
+            await expect(page.locator("#palette li[data-coro]")).to_have_count(4)
+            ids = page.locator('#palette li[data-coro="Shop.ids"]')
+            await expect(ids.locator(".palette-doc")).to_contain_text("Emits the product ids")
+            await expect(ids.locator(".palette-args")).to_contain_text("last: integer (required)")
+            await expect(ids.locator(".palette-args")).to_contain_text("first: integer = 1")
+            price = page.locator('#palette li[data-coro="Shop.price"] .palette-args')
+            await expect(price).to_contain_text("tax_percent: number = 20")
+        finally:
+            await browser.close()
