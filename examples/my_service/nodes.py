@@ -34,7 +34,8 @@ _store_lock = asyncio.Lock()
 @asynccontextmanager
 async def http_client() -> AsyncIterator[None]:
     """One HTTP client session for every pipeline, from start-up to shutdown."""
-    async with aiohttp.ClientSession(API, timeout=aiohttp.ClientTimeout(total=10)) as session:
+    # No client-side timers: the node's `timeout` property (shop.yaml) bounds each fetch.
+    async with aiohttp.ClientSession(API, timeout=aiohttp.ClientTimeout(total=None)) as session:
         _http["api"] = session
         try:
             yield
