@@ -11,7 +11,15 @@ from typing import Any
 
 import aiohttp
 import pytest
-from serverutil import ROOT, chain_spec, connected, make_settings, serve_app, server_process
+from serverutil import (
+    ROOT,
+    chain_spec,
+    connected,
+    free_port,
+    make_settings,
+    serve_app,
+    server_process,
+)
 
 from pipelines import Processor, Registry
 from server.__main__ import settings_from_args
@@ -173,3 +181,33 @@ async def test_create_app_serves_the_given_registry_and_runs_its_lifespan() -> N
                                                          "args": {"stop": 3}}))
             assert not bad["ok"] and bad["error"]["errors"][0]["code"] == "unknown_coroutine"
     assert events == ["open", "closed"]
+
+
+async def test_console_script_imports_from_the_current_directory(tmp_path: Path) -> None:
+    """`pipelines-server --coroutines mine:registry` run where mine.py is (docs: "the current
+    directory is importable"), not from the project root."""
+    write_package(tmp_path, "mine_here", "Here.shout")
+    port = free_port()
+    script = Path(sys.executable).parent / "pipelines-server"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINES_")}
+    env.pop("PYTHONPATH", None)
+    proc = await asyncio.create_subprocess_exec(
+        str(script), "--host", "127.0.0.1", "--port", str(port), "--no-builtin-coroutines",
+        "--coroutines", "mine_here:registry", cwd=tmp_path, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                assert await registry_names(url) == ["Here.shout"]
+                break
+            except aiohttp.ClientConnectionError:
+                assert proc.returncode is None, "the server exited early"
+                await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the server did not come up")
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+        await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 0
