@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import socket
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -246,3 +247,17 @@ async def test_documented_curl_commands_run_as_printed() -> None:
     body, code = outputs[1].splitlines()
     assert code == "422"
     assert json.loads(body)["error"]["errors"][0]["code"] == "unknown_coroutine"
+
+
+@pytest.mark.slow
+async def test_the_benchmark_runs_and_checks_itself() -> None:
+    """`bench/bench_http_runs.py --quick`: every line is checked by the benchmark itself."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "bench/bench_http_runs.py", "--quick", cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 110)
+    assert proc.returncode == 0, err.decode()
+    rows = [line.split() for line in out.decode().splitlines()[2:]]
+    assert [(r[0], r[1]) for r in rows] == [("uvloop", "1"), ("uvloop", "4"),
+                                            ("asyncio", "1"), ("asyncio", "4")]
+    assert all(float(r[3].replace(",", "")) > 0 for r in rows)
