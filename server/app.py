@@ -172,7 +172,7 @@ def build_service(app: web.Application, settings: Settings, loaded: LoadedCorout
     app[SIO] = sio
     app[SESSIONS] = manager
     setup_routes(app)
-    setup_http_runs(app)
+    setup_http_runs(app, origin_checker(settings))
     _setup_page(app)
     app.on_shutdown.append(_on_shutdown)
     if loaded.lifespans:

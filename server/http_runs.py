@@ -17,11 +17,13 @@ run. The wall-clock budget, the result size cap and shutdown apply as they do to
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import time
 import uuid
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -66,6 +68,8 @@ class HttpRunOptions(BaseModel):
 
 RUNS = web.AppKey("pipelines_http_runs", set)
 RUN_BUCKETS = web.AppKey("pipelines_http_run_buckets", OrderedDict)
+OriginCheck = Callable[[str | None, dict[str, Any]], bool]
+ORIGIN_ALLOWED: web.AppKey[OriginCheck] = web.AppKey("pipelines_http_run_origins")
 
 
 def _json(data: Any, status: int) -> web.Response:
@@ -269,6 +273,20 @@ async def post_run(request: web.Request) -> web.StreamResponse:
     runs: set[HttpRun] = request.app[RUNS]
     if manager.closing:
         return _refuse("shutdown", "the server is shutting down", 503)
+    origin = request.headers.get("Origin")
+    if origin is not None and not request.app[ORIGIN_ALLOWED](origin, {"HTTP_HOST": request.host}):
+        # A page of another site must not run pipelines in its visitors' name.
+        return _refuse("forbidden_origin", "requests from this browser origin are not allowed", 403)
+    if settings.token is not None:
+        given = request.headers.get("Authorization", "")
+        scheme, _, credential = given.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            credential.strip().encode("utf-8", "replace"),
+            settings.token.get_secret_value().encode(),
+        ):
+            return web.json_response(
+                fail(error("unauthorized", "send the token as 'Authorization: Bearer <token>'")),
+                status=401, headers={"WWW-Authenticate": "Bearer"})
     buckets: OrderedDict[str, TokenBucket] = request.app[RUN_BUCKETS]
     address = request.remote or "?"
     bucket = buckets.get(address)
@@ -355,8 +373,12 @@ def running_http_runs(app: web.Application) -> int:
     return len(app[RUNS])
 
 
-def setup_http_runs(app: web.Application) -> None:
-    """Add `POST /api/runs` and its shutdown hook to the service app (after app[SESSIONS])."""
+def setup_http_runs(app: web.Application, origin_allowed: OriginCheck) -> None:
+    """Add `POST /api/runs` and its shutdown hook to the service app (after app[SESSIONS]).
+
+    :param origin_allowed: the socket.io origin check, applied to browsers' `Origin` headers.
+    """
+    app[ORIGIN_ALLOWED] = origin_allowed
     held: set[HttpRun] = set()
     app[RUNS] = held
     app[RUN_BUCKETS] = OrderedDict()

@@ -261,3 +261,24 @@ async def test_the_benchmark_runs_and_checks_itself() -> None:
     assert [(r[0], r[1]) for r in rows] == [("uvloop", "1"), ("uvloop", "4"),
                                             ("asyncio", "1"), ("asyncio", "4")]
     assert all(float(r[3].replace(",", "")) > 0 for r in rows)
+
+
+async def test_token_and_browser_origin_are_checked() -> None:
+    async with serving(token="s3cret", http_run_burst=50) as (_, url), \
+            aiohttp.ClientSession() as http:
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
+            async with http.post(f"{url}/api/runs", json=SQUARES, headers=headers) as r:
+                assert r.status == 401 and r.headers["WWW-Authenticate"] == "Bearer"
+                assert (await r.json())["error"]["code"] == "unauthorized"
+        good = {"Authorization": "Bearer s3cret"}
+        async with http.post(f"{url}/api/runs", json=SQUARES, headers=good) as r:
+            assert r.status == 200 and len(lines_of(await r.text())) == 6
+        # A page of another site cannot make its visitors' browsers run pipelines; the
+        # service's own page (same origin) and localhost pages can.
+        for origin, status in (("https://evil.example", 403), (url, 200),
+                               ("http://localhost:3000", 200)):
+            async with http.post(f"{url}/api/runs", json=SQUARES,
+                                 headers=good | {"Origin": origin}) as r:
+                assert r.status == status, origin
+                if status == 403:
+                    assert (await r.json())["error"]["code"] == "forbidden_origin"
