@@ -65,8 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
         flag = "--" + name.replace("_", "-")
         env = f"PIPELINES_{name.upper()}"
         default = field.get_default(call_default_factory=True)
-        shown = "unset" if default is None else ",".join(default) if isinstance(default, list) \
-            else default
+        shown = "unset" if default is None else (",".join(default) or "none") \
+            if isinstance(default, list) else default
         text = f"{field.description} [env {env}; default {shown}]"
         if field.annotation is bool:
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, help=text)
