@@ -8,9 +8,10 @@ Set PIPELINES_SCREENSHOTS=docs to save the editor's screenshots of docs/page.md.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,14 @@ async def page(browser: Browser, base_url: str) -> AsyncIterator[Page]:
         assert problems == [], problems
     finally:
         await page.context.close()
+
+
+async def eventually(read: Callable[[], Awaitable[Any]], expected: Any) -> None:
+    """Poll `read()` until it returns `expected` (the page updates on its own schedule)."""
+    deadline = asyncio.get_running_loop().time() + 10.0
+    while (value := await read()) != expected:
+        assert asyncio.get_running_loop().time() < deadline, f"still {value!r}, not {expected!r}"
+        await asyncio.sleep(0.05)
 
 
 async def spec_in_editor(page: Page) -> dict[str, Any]:
@@ -171,3 +180,108 @@ async def test_build_the_demo_by_mouse_and_keyboard_and_run_it(page: Page) -> No
     expected = {json.dumps(s[::-1].upper()) for s in DEMO["nodes"]["inp"]["args"]["strings_from_client"]}
     expected |= {json.dumps(s[::-1] + "-" + s) for s in DEMO["nodes"]["inp"]["args"]["strings_from_client"]}
     assert values == expected
+
+
+async def load_example(page: Page, example: str = "demo") -> dict[str, Any]:
+    await page.locator(f'#examples button[data-example="{example}"]').click()
+    await expect(page.locator("#editor-note")).to_contain_text("Loaded")
+    return await spec_in_editor(page)
+
+
+async def edge_point(page: Page, source: str, target: str) -> dict[str, float]:
+    point = await page.evaluate(
+        """async ([a, b]) => {
+            const { canvas } = await import("/static/js/main.js");
+            return canvas.edgePoint(a, b);
+        }""",
+        [source, target],
+    )
+    assert point is not None, f"no edge {source} -> {target} on the canvas"
+    return dict(point)
+
+
+async def test_delete_move_layout_undo_and_redo(page: Page) -> None:
+    spec = await load_example(page)
+    assert edges(spec) == edges(DEMO)
+
+    # An edge: click it, then the Delete button.
+    point = await edge_point(page, "coro1", "coro3")
+    await page.mouse.click(point["x"], point["y"])
+    await expect(page.locator("#delete")).to_be_enabled()
+    await page.locator("#delete").click()
+    spec = await spec_in_editor(page)
+    assert edges(spec) == edges(DEMO) - {("coro1", "coro3")}
+
+    # A node: click it, then the Delete key; its edges go with it.
+    await click_node(page, "coro2")
+    await page.keyboard.press("Delete")
+    spec = await spec_in_editor(page)
+    assert "coro2" not in spec["nodes"] and "coro2" not in spec["graph"]
+    assert edges(spec) == {("inp", "coro1"), ("coro3", "out")}
+
+    # Undo (button, then Ctrl+Z on the canvas) brings both back; Redo removes the node again.
+    await page.locator("#undo").click()
+    assert "coro2" in (await spec_in_editor(page))["nodes"]
+    await page.locator("#graph").focus()
+    await page.keyboard.press("Control+z")
+    assert edges(await spec_in_editor(page)) == edges(DEMO)
+    await page.keyboard.press("Control+Shift+z")
+    await page.locator("#redo").click()
+    assert "coro2" not in (await spec_in_editor(page))["nodes"]
+
+    # Moving a node by mouse changes where it is, not the spec.
+    before = await spec_in_editor(page)
+    box = await screen_box(page, "coro3")
+    await page.mouse.move(box["x"] - 30, box["y"])
+    await page.mouse.down()
+    await page.mouse.move(box["x"] - 30, box["y"] + 80, steps=5)
+    await page.mouse.up()
+    moved = await screen_box(page, "coro3")
+    assert abs(moved["y"] - box["y"] - 80) < 10 < 79 < abs(moved["y"] - box["y"]) + 70
+    assert await spec_in_editor(page) == before
+    # Auto-layout puts the nodes left to right again: each after the one it feeds from.
+    await page.locator("#layout").click()
+    xs = {n: (await screen_box(page, n))["x"] for n in ("inp", "coro1", "coro3", "out")}
+    assert xs["inp"] < xs["coro1"] and xs["coro3"] < xs["out"], xs
+
+
+async def test_json_view_and_canvas_stay_in_sync(page: Page) -> None:
+    await load_example(page, "zip")
+    # Typed JSON shows on the canvas...
+    spec = await spec_in_editor(page)
+    spec["nodes"]["again"] = {"coro": "Number.square"}
+    spec["graph"]["sum"] = ["again"]
+    spec["graph"]["again"] = None
+    await page.locator("#editor").fill(json.dumps(spec, indent=2))
+    await eventually(lambda: has_node(page, "again"), True)
+    await edge_point(page, "sum", "again")
+    # ...and the canvas's changes show in the JSON; undo covers both.
+    await click_node(page, "again")
+    await page.keyboard.press("Delete")
+    await eventually(lambda: spec_in_editor(page), spec_without(spec, "again"))
+    await page.locator("#undo").click()
+    await eventually(lambda: spec_in_editor(page), spec)
+    await page.locator("#undo").click()  # the typed change
+    await eventually(lambda: has_node(page, "again"), False)
+
+
+async def has_node(page: Page, name: str) -> bool:
+    return bool(
+        await page.evaluate(
+            """async (name) => {
+                const { canvas } = await import("/static/js/main.js");
+                return canvas.screenBox(name) !== null;
+            }""",
+            name,
+        )
+    )
+
+
+def spec_without(spec: dict[str, Any], name: str) -> dict[str, Any]:
+    out = json.loads(json.dumps(spec))
+    del out["nodes"][name]
+    del out["graph"][name]
+    out["graph"] = {
+        k: [d for d in v if d != name] if isinstance(v, list) else v for k, v in out["graph"].items()
+    }
+    return out

@@ -48,6 +48,8 @@ export class CanvasEditor {
       } else if (event.key === "Escape") this.cy.$(":selected").unselect();
     });
 
+    // A click on the canvas focuses it, so that Delete and Escape reach it.
+    this.cy.on("tapstart", () => container.focus({ preventScroll: true }));
     this.cy.on("select unselect", () => queueMicrotask(() => this.hooks.onSelect(this.selection())));
     this.cy.on("tapstart", "node.port", (event) => this.startEdge(event));
     this.cy.on("tapdrag", (event) => this.dragEdge(event));
@@ -73,6 +75,15 @@ export class CanvasEditor {
     const box = el.renderedBoundingBox({ includeLabels: false, includeOverlays: false });
     const rect = this.view.container.getBoundingClientRect();
     return { x: rect.left + (box.x1 + box.x2) / 2, y: rect.top + (box.y1 + box.y2) / 2, w: box.w, h: box.h };
+  }
+
+  /** The middle of the edge from → to on the page, or null. */
+  edgePoint(from, to) {
+    const edge = this.view.edge(from, to);
+    if (edge.empty()) return null;
+    const mid = edge.renderedMidpoint();
+    const rect = this.view.container.getBoundingClientRect();
+    return { x: rect.left + mid.x, y: rect.top + mid.y };
   }
 
   /** The selected node or edge, by name. */

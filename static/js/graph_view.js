@@ -8,8 +8,8 @@ import { fillLevel } from "./dom.js";
 cytoscape.use(dagre);
 
 const STATES = ["pending", "running", "done", "failed", "cancelled"];
-export const NODE_WIDTH = 184;
-export const NODE_HEIGHT = 66;
+export const NODE_WIDTH = 164;
+export const NODE_HEIGHT = 62;
 const LAYOUT_KEY = "pipelines.layout.v1";
 
 /** Read the page's colour variables (they change with prefers-color-scheme). */
@@ -43,7 +43,7 @@ function styles() {
         "border-color": c.state.pending,
         label: "data(label)",
         color: c.fg,
-        "font-size": 14,
+        "font-size": 13.5,
         "text-wrap": "wrap",
         "text-max-width": NODE_WIDTH - 8,
         "text-valign": "center",
@@ -183,7 +183,8 @@ export class GraphView {
     const real = this.cy.nodes(".real");
     if (!real.length) return;
     real
-      .layout({ name: "dagre", rankDir: "LR", nodeSep: 24, rankSep: 60, edgeSep: 10, fit: false, animate: false })
+      .union(real.edgesWith(real))
+      .layout({ name: "dagre", rankDir: "LR", nodeSep: 22, rankSep: 48, edgeSep: 10, fit: false, animate: false })
       .run();
     real.forEach((node) => {
       this.positions.set(node.data("name"), { ...node.position() });
