@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+import yaml
 from browserutil import CHROMIUM, LAUNCH_ARGS, require_chromium
 from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
 from serverutil import serve
@@ -82,6 +83,13 @@ async def eventually(read: Callable[[], Awaitable[Any]], expected: Any) -> None:
     while (value := await read()) != expected:
         assert asyncio.get_running_loop().time() < deadline, f"still {value!r}, not {expected!r}"
         await asyncio.sleep(0.05)
+
+
+async def shoot(page: Page, name: str) -> None:
+    """Save a screenshot for docs/page.md when PIPELINES_SCREENSHOTS names a folder."""
+    if SCREENSHOTS:
+        await page.locator("#editor").evaluate("el => { el.scrollTop = 0; }")
+        await page.screenshot(path=str(Path(SCREENSHOTS) / name))
 
 
 async def spec_in_editor(page: Page) -> dict[str, Any]:
@@ -172,8 +180,13 @@ async def test_build_the_demo_by_mouse_and_keyboard_and_run_it(page: Page) -> No
     assert spec["nodes"] == DEMO["nodes"]
     assert edges(spec) == edges(DEMO)
     await expect(page.locator("#spec-errors")).to_contain_text("The server accepts this spec")
+    await click_node(page, "coro1")
+    await shoot(page, "editor-build.png")
 
     await page.locator("#run").click()
+    if SCREENSHOTS:  # a run in progress (the demo sleeps are slower then)
+        await expect(page.locator("#log li[data-seq]").first).to_be_visible()
+        await shoot(page, "editor-run.png")
     await expect(page.locator("#done-line")).to_contain_text("Done: completed · 10 results")
     await expect(page.locator("#log li[data-seq]")).to_have_count(10)
     values = set(await page.locator("#log li[data-seq] .value").all_text_contents())
@@ -285,3 +298,256 @@ def spec_without(spec: dict[str, Any], name: str) -> dict[str, Any]:
         k: [d for d in v if d != name] if isinstance(v, list) else v for k, v in out["graph"].items()
     }
     return out
+
+
+async def test_the_node_form_follows_the_schema_and_checks_as_you_type(page: Page) -> None:
+    await page.locator("#new").click()
+    await page.locator("#palette-filter").fill("Source.range")
+    add = page.locator('#palette li[data-coro="Source.range"] button')
+    await add.focus()
+    await page.keyboard.press("Enter")  # the palette works from the keyboard too
+    form = page.locator("#node-form")
+    await expect(form.locator("h3")).to_contain_text("range")
+    await expect(form.locator(".form-doc")).to_contain_text("Emits the integers")
+
+    stop = form.locator('[data-field="args.stop"]')
+    await expect(stop).to_have_attribute("aria-required", "true")
+    await expect(form.locator('.field[data-name="stop"] label')).to_contain_text("stop *")
+    step = form.locator('[data-field="args.step"]')
+    await expect(step).to_have_attribute("placeholder", "1")
+    await expect(form.locator('.field[data-name="step"] .field-help')).to_contain_text("default 1")
+
+    error = form.locator('.field[data-name="stop"] .field-error')
+    for typed, message in (("abc", "not a number"), ("1.5", "a whole number"), ("", "required")):
+        await stop.fill(typed)
+        await expect(error).to_have_text(message)
+        await expect(stop).to_have_attribute("aria-invalid", "true")
+    assert (await spec_in_editor(page))["nodes"]["range"]["args"] == {"stop": 0}
+    await stop.fill("7")
+    await expect(error).to_be_hidden()
+    await eventually(lambda: spec_in_editor(page), {
+        "nodes": {"range": {"coro": "Source.range", "args": {"stop": 7}}}, "graph": {"range": []}
+    })
+
+    # Properties come from the spec schema: an enum is a choice, numbers have their bounds.
+    await form.locator("summary", has_text="Properties").click()
+    on_error = form.locator('[data-field="properties.on_error"]')
+    options = await on_error.locator("option").all_text_contents()
+    assert options == ["(default)", "skip", "retry", "fail"]
+    await on_error.select_option(label="retry")
+    concurrency = form.locator('[data-field="properties.concurrency"]')
+    await expect(form.locator('.field[data-name="concurrency"] .field-help')).to_contain_text(
+        "Items processed at once"
+    )
+    await concurrency.fill("0")
+    await expect(form.locator('.field[data-name="concurrency"] .field-error')).to_have_text("must be ≥ 1")
+    await concurrency.fill("3")
+    await eventually(
+        lambda: spec_in_editor(page),
+        {
+            "nodes": {
+                "range": {
+                    "coro": "Source.range",
+                    "args": {"stop": 7},
+                    "properties": {"on_error": "retry", "concurrency": 3},
+                }
+            },
+            "graph": {"range": []},
+        },
+    )
+    # A change typed in the JSON shows in the form.
+    spec = await spec_in_editor(page)
+    spec["nodes"]["range"]["args"]["stop"] = 42
+    await page.locator("#editor").fill(json.dumps(spec))
+    await expect(stop).to_have_value("42")
+
+
+BROKEN = {
+    "nodes": {
+        "numbers": {"coro": "Source.range", "args": {"stop": 3}},
+        "double": {"coro": "Number.multiply", "args": {"factor": "two"}},
+        "lonely": {"coro": "Text.upper"},
+    },
+    "graph": {"numbers": ["double"], "double": None, "lonely": None},
+}
+
+
+async def test_problems_are_shown_on_the_graph_and_a_refused_run_lists_them_all(page: Page) -> None:
+    await page.locator("#editor").fill(json.dumps(BROKEN))
+    marks = page.locator("#graph .graph-problem")
+    double = marks.and_(page.locator('[data-node="double"]'))
+    lonely = marks.and_(page.locator('[data-node="lonely"]'))
+    # "factor" fails both branches of its int | float type: two messages, one under the other.
+    await expect(double).to_have_count(2)
+    await expect(double.first).to_contain_text("args.factor")
+    await expect(lonely).to_contain_text("no incoming edge")
+    # Each message sits just under its node.
+    for name, mark in (("double", double.first), ("lonely", lonely)):
+        node = await screen_box(page, name)
+        box = await mark.bounding_box()
+        assert box is not None
+        assert 0 <= box["y"] - (node["y"] + node["h"] / 2) < 40, (name, box, node)
+        assert node["x"] - node["w"] / 2 - 2 <= box["x"] <= node["x"] + node["w"] / 2
+    classes = await page.evaluate(
+        """async () => {
+            const { canvas } = await import("/static/js/main.js");
+            return canvas.cy.nodes(".problem").map((n) => n.data("name")).sort();
+        }"""
+    )
+    assert classes == ["double", "lonely"]
+    await shoot(page, "editor-error.png")
+
+    await page.locator("#run").click()
+    listed = page.locator("#run-problems li.spec-error")
+    in_editor = page.locator("#spec-errors li.spec-error")
+    await expect(listed.first).to_be_visible()
+    assert await listed.count() == await in_editor.count() >= 2
+    # In full: the same words as the server's answer, none cut short.
+    assert await listed.all_text_contents() == await in_editor.all_text_contents()
+    await expect(page.locator("#run-status")).to_contain_text("Not run")
+    await expect(page.locator("#run-problems")).to_be_in_viewport()
+
+    # Fixed, the marks go and the next run lists no problem.
+    fixed = json.loads(json.dumps(BROKEN))
+    fixed["nodes"]["double"]["args"]["factor"] = 2
+    del fixed["nodes"]["lonely"], fixed["graph"]["lonely"]
+    await page.locator("#editor").fill(json.dumps(fixed))
+    await expect(marks).to_have_count(0)
+    await page.locator("#run").click()
+    await expect(page.locator("#done-line")).to_contain_text("Done: completed · 3 results")
+    await expect(page.locator("#run-problems")).to_be_hidden()
+
+
+TWO_OUTPUTS = {
+    "nodes": {
+        "numbers": {"coro": "Source.range", "args": {"stop": 3000}},
+        "double": {"coro": "Number.multiply", "args": {"factor": 2}},
+        "slow": {"coro": "Flow.delay", "args": {"seconds": 0.02}, "properties": {"concurrency": 2}},
+    },
+    "graph": {"numbers": ["double", "slow"], "double": None, "slow": None},
+}
+
+
+async def shown_nodes(page: Page) -> set[str]:
+    return set(await page.locator("#log li[data-seq] .node").all_text_contents())
+
+
+async def test_while_running_nodes_show_counts_and_a_click_filters_the_results(page: Page) -> None:
+    await page.locator("#editor").fill(json.dumps(TWO_OUTPUTS))
+    await eventually(lambda: has_node(page, "slow"), True)
+    await page.locator("#run").click()
+    await expect(page.locator("#metrics tr[data-node='slow'] [data-col='status']")).to_have_text("running")
+    await expect(page.locator("#log li[data-seq] .node", has_text="slow").first).to_be_visible()
+    await expect(page.locator("#log li[data-seq] .node", has_text="double").first).to_be_visible()
+    # The canvas shows each node's state and counters as the metrics come.
+    label = await page.evaluate(
+        """async () => {
+            const { canvas } = await import("/static/js/main.js");
+            const node = canvas.view.node("slow");
+            return [node.data("state"), node.data("label")];
+        }"""
+    )
+    assert label[0] == "running" and "in " in label[1] and "in –" not in label[1], label
+    await shoot(page, "editor-run.png")
+
+    await click_node(page, "slow")
+    await expect(page.locator("#log-node")).to_have_value("slow")
+    await eventually(lambda: shown_nodes(page), {"slow"})
+    await click_node(page, "double")
+    await expect(page.locator("#log-node")).to_have_value("double")
+    await eventually(lambda: shown_nodes(page), {"double"})
+    await page.locator("#cancel").click()
+    await expect(page.locator("#done-line")).to_contain_text("Done: cancelled")
+    # A click on the background shows every node's results again.
+    box = await page.locator("#graph").bounding_box()
+    assert box is not None
+    await page.mouse.click(box["x"] + 8, box["y"] + 8)
+    await expect(page.locator("#log-node")).to_have_value("")
+
+
+async def test_results_stay_in_view_at_1440_and_the_layout_holds_at_1024(
+    browser: Browser, base_url: str
+) -> None:
+    for viewport in (WIDE, {"width": 1024, "height": 768}):
+        page, problems = await open_page(browser, base_url, viewport)
+        try:
+            await load_example(page)
+            await page.locator("#run").click()
+            await expect(page.locator("#done-line")).to_contain_text("Done: completed · 10 results")
+            # Nothing wider than the window; the palette and the node form beside the canvas
+            # (left and right of it when wide, one above the other on its right at 1024).
+            assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+            palette, canvas, side = [
+                await page.locator(sel).bounding_box()
+                for sel in (".palette-panel", ".canvas-panel", ".side-panel")
+            ]
+            assert palette and canvas and side
+            assert canvas["x"] + canvas["width"] <= side["x"]
+            if viewport is WIDE:
+                assert palette["x"] + palette["width"] <= canvas["x"]
+            else:
+                assert canvas["x"] + canvas["width"] <= palette["x"]
+                assert palette["y"] + palette["height"] <= side["y"]
+            # The graph, the results and the done line on screen together, without scrolling.
+            assert await page.evaluate("window.scrollY") == 0
+            for sel in ("#graph", "#log", "#done-line"):
+                await expect(page.locator(sel)).to_be_in_viewport(ratio=1.0)
+            # Node labels readable at 100 %: at least 12 px on screen at 1440 wide.
+            zoom = await page.evaluate(
+                """async () => (await import("/static/js/main.js")).canvas.cy.zoom()"""
+            )
+            if viewport is WIDE:
+                assert zoom * 13.5 >= 12, zoom
+            assert problems == [], problems
+        finally:
+            await page.context.close()
+
+
+async def test_share_link_and_yaml_export_and_import(page: Page, tmp_path: Path) -> None:
+    spec = await load_example(page, "zip")
+    await page.locator("#share").click()
+    link = await page.locator("#share-url").input_value()
+    assert "#graph=" in link and len(link) < 8000
+    # The link opens the page with the graph, in another tab with nothing saved.
+    assert page.context.browser is not None
+    other, problems = await open_page(page.context.browser, link.split("#")[0], WIDE, link)
+    try:
+        assert await spec_in_editor(other) == spec
+        await expect(other.locator("#editor-note")).to_contain_text("Opened the graph of the link")
+        assert "graph=" not in other.url
+        assert problems == []
+    finally:
+        await other.context.close()
+
+    # Too big for a link: said so, no link.
+    items = ["x" * 50] * 200
+    big = {"nodes": {"words": {"coro": "Source.items", "args": {"items": items}}}, "graph": {"words": None}}
+    await page.locator("#editor").fill(json.dumps(big))
+    await eventually(lambda: has_node(page, "words"), True)
+    await page.locator("#share").click()
+    await expect(page.locator("#share-note")).to_contain_text("at most 8000")
+    await expect(page.locator("#share-url")).to_have_value("")
+
+    # YAML out and back in.
+    await load_example(page, "zip")
+    async with page.expect_download() as info:
+        await page.locator("#export-yaml").click()
+    download = await info.value
+    assert download.suggested_filename == "pipeline.yaml"
+    text = await asyncio.to_thread(Path(await download.path()).read_text)
+    assert "nodes:" in text and "{" not in text.split("\n")[0]
+    assert yaml.safe_load(text) == spec
+    await page.locator("#new").click()
+    edited = text.replace("stop: 20", "stop: 5")
+    upload = {"name": "zip.yaml", "mimeType": "application/yaml", "buffer": edited.encode()}
+    await page.locator("#import-file").set_input_files(files=[upload])
+    await expect(page.locator("#editor-note")).to_contain_text("Imported zip.yaml")
+    imported = await spec_in_editor(page)
+    assert imported["nodes"]["numbers"]["args"]["stop"] == 5
+    assert edges(imported) == edges(spec)
+    await eventually(lambda: has_node(page, "square"), True)
+    # A YAML file that is not a graph: a clear note, the graph unchanged.
+    bad = {"name": "bad.yaml", "mimeType": "application/yaml", "buffer": b"- just\n- a list\n"}
+    await page.locator("#import-file").set_input_files(files=[bad])
+    await expect(page.locator("#editor-note")).to_contain_text("Cannot import bad.yaml")
+    assert await spec_in_editor(page) == imported

@@ -25,13 +25,14 @@ export function locate(spec, path) {
       .filter((n) => rest === n || rest.startsWith(`${n}.`))
       .sort((a, b) => b.length - a.length)[0];
     if (name === undefined) return null;
+    const detail = rest.slice(name.length + 1);
     if (group === "graph") {
       const index = /^\.(\d+)/.exec(rest.slice(name.length));
       const downs = spec.graph?.[name];
       const to = index && Array.isArray(downs) ? downs[Number(index[1])] : undefined;
-      if (typeof to === "string" && Object.hasOwn(spec.nodes ?? {}, to)) return { edge: [name, to] };
+      if (typeof to === "string" && Object.hasOwn(spec.nodes ?? {}, to)) return { edge: [name, to], detail: "" };
     }
-    return Object.hasOwn(spec.nodes ?? {}, name) ? { node: name } : null;
+    return Object.hasOwn(spec.nodes ?? {}, name) ? { node: name, detail } : null;
   }
   return null;
 }
@@ -94,7 +95,9 @@ export class ProblemsView {
     const marks = [];
     for (const item of items) {
       const at = locate(spec, item.path);
-      if (at) marks.push({ ...at, message: `${item.message ?? ""} (${item.code ?? "error"})` });
+      if (!at) continue;
+      const where = at.detail && at.detail !== "coro" ? `${at.detail}: ` : "";
+      marks.push({ node: at.node, edge: at.edge, message: `${where}${item.message ?? ""} (${item.code ?? "error"})` });
     }
     this.hooks.onGraph(marks);
   }
