@@ -52,6 +52,7 @@ _STATIC: tuple[tuple[str, str, str], ...] = (
     ("/static/js/results_log.js", "js/results_log.js", _JS),
     ("/static/js/spec_editor.js", "js/spec_editor.js", _JS),
     ("/static/js/graph_model.js", "js/graph_model.js", _JS),
+    ("/static/js/graph_style.js", "js/graph_style.js", _JS),
     ("/static/js/canvas_edit.js", "js/canvas_edit.js", _JS),
     ("/static/js/node_form.js", "js/node_form.js", _JS),
     ("/static/js/problems.js", "js/problems.js", _JS),

@@ -12,7 +12,7 @@ import { Palette } from "./palette.js";
 import { ProblemsView } from "./problems.js";
 import { ResultsLog } from "./results_log.js";
 import { ANSWER_TIMEOUT_MS, RunView } from "./run_view.js";
-import { download, fromYaml, shareLink, takeLinkedSpec, toYaml } from "./share.js";
+import { takeLinkedSpec, wireFileControls } from "./share.js";
 import { SpecEditor, formatSpec } from "./spec_editor.js";
 
 const VALIDATE_DELAY_MS = 700;
@@ -245,43 +245,17 @@ on(els.redo, () => model.redo());
 on(els.layout, () => graph.autoLayout());
 on(els.fit, () => graph.fit());
 on(els.delete, () => canvas.deleteSelected());
-on(els.export, () => editor.exportFile());
-on(els.exportYaml, () => download(toYaml(model.spec), "pipeline.yaml", "application/yaml"));
-on(els.share, async () => {
-  els.shareBox.hidden = false;
-  try {
-    els.shareUrl.value = shareLink(model.spec);
-  } catch (err) {
-    els.shareUrl.value = "";
-    els.shareNote.textContent = `No link: ${err.message}.`;
-    return;
-  }
-  els.shareUrl.select();
-  try {
-    await navigator.clipboard.writeText(els.shareUrl.value);
-    els.shareNote.textContent = "Copied to the clipboard.";
-  } catch {
-    els.shareNote.textContent = "Copy it from the box.";
-  }
-});
-on(els.import, () => els.importFile.click());
-els.importFile.addEventListener("change", async () => {
-  const file = els.importFile.files?.[0];
-  els.importFile.value = "";
-  if (!file) return;
-  try {
-    if (/\.ya?ml$/i.test(file.name)) {
-      if (file.size > 1_000_000) throw new Error("it is over 1 MB: the server would refuse it");
-      replaceGraph(fromYaml(await file.text()), `Imported ${file.name}.`);
-    } else {
-      graph.positions.clear();
-      const parsed = await editor.importFile(file);
-      if (parsed.ok) checkSyntax();
-      note(`Imported ${file.name}${parsed.ok ? "" : " (it has a JSON error)"}.`, parsed.ok);
-    }
-  } catch (err) {
-    note(`Cannot import ${file.name}: ${err.message}`);
-  }
+wireFileControls(els, {
+  spec: () => model.spec,
+  exportJson: () => editor.exportFile(),
+  importJson: async (file) => {
+    graph.positions.clear();
+    const parsed = await editor.importFile(file);
+    if (parsed.ok) checkSyntax();
+    note(`Imported ${file.name}${parsed.ok ? "" : " (it has a JSON error)"}.`, parsed.ok);
+  },
+  replace: replaceGraph,
+  note,
 });
 document.addEventListener("keydown", (event) => {
   const mod = event.ctrlKey || event.metaKey;

@@ -1,5 +1,5 @@
 // Sharing a graph: a link that opens the page with it (in the URL fragment, which never reaches
-// the server), and files in JSON or YAML.
+// the server), and files in JSON or YAML (export and import).
 import yaml from "js-yaml";
 
 /** The longest link the page makes (browsers and chat tools cut longer ones). */
@@ -70,4 +70,49 @@ export function download(text, filename, type) {
   a.click();
   a.remove();
   setTimeout(() => URL.revokeObjectURL(url), 1000);
+}
+
+/** Largest file the page imports: the server would refuse a bigger spec anyway. */
+const MAX_FILE_BYTES = 1_000_000;
+
+/**
+ * The header's Import, Export JSON, Export YAML and Share link buttons.
+ * @param {Record<string, any>} els
+ * @param {{spec: () => object, exportJson: () => void, importJson: (file: File) => Promise<void>,
+ *          replace: (spec: object, message: string) => void, note: (text: string) => void}} hooks
+ */
+export function wireFileControls(els, hooks) {
+  els.export.addEventListener("click", () => hooks.exportJson());
+  els.exportYaml.addEventListener("click", () => download(toYaml(hooks.spec()), "pipeline.yaml", "application/yaml"));
+  els.share.addEventListener("click", async () => {
+    els.shareBox.hidden = false;
+    els.shareNote.textContent = "";
+    try {
+      els.shareUrl.value = shareLink(hooks.spec());
+    } catch (err) {
+      els.shareUrl.value = "";
+      els.shareNote.textContent = `No link: ${err.message}.`;
+      return;
+    }
+    els.shareUrl.select();
+    try {
+      await navigator.clipboard.writeText(els.shareUrl.value);
+      els.shareNote.textContent = "Copied to the clipboard.";
+    } catch {
+      els.shareNote.textContent = "Copy it from the box.";
+    }
+  });
+  els.import.addEventListener("click", () => els.importFile.click());
+  els.importFile.addEventListener("change", async () => {
+    const file = els.importFile.files?.[0];
+    els.importFile.value = "";
+    if (!file) return;
+    try {
+      if (file.size > MAX_FILE_BYTES) throw new Error("it is over 1 MB: the server would refuse it");
+      if (/\.ya?ml$/i.test(file.name)) hooks.replace(fromYaml(await file.text()), `Imported ${file.name}.`);
+      else await hooks.importJson(file);
+    } catch (err) {
+      hooks.note(`Cannot import ${file.name}: ${err.message}`);
+    }
+  });
 }
