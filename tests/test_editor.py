@@ -433,7 +433,7 @@ async def shown_nodes(page: Page) -> set[str]:
 
 
 async def test_while_running_nodes_show_counts_and_a_click_filters_the_results(page: Page) -> None:
-    await page.locator("#editor").fill(json.dumps(TWO_OUTPUTS))
+    await page.locator("#editor").fill(json.dumps(TWO_OUTPUTS, indent=2))
     await eventually(lambda: has_node(page, "slow"), True)
     await page.locator("#run").click()
     await expect(page.locator("#metrics tr[data-node='slow'] [data-col='status']")).to_have_text("running")
@@ -448,11 +448,11 @@ async def test_while_running_nodes_show_counts_and_a_click_filters_the_results(p
         }"""
     )
     assert label[0] == "running" and "in " in label[1] and "in –" not in label[1], label
-    await shoot(page, "editor-run.png")
 
     await click_node(page, "slow")
     await expect(page.locator("#log-node")).to_have_value("slow")
     await eventually(lambda: shown_nodes(page), {"slow"})
+    await shoot(page, "editor-run.png")
     await click_node(page, "double")
     await expect(page.locator("#log-node")).to_have_value("double")
     await eventually(lambda: shown_nodes(page), {"double"})
