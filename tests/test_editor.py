@@ -551,3 +551,37 @@ async def test_share_link_and_yaml_export_and_import(page: Page, tmp_path: Path)
     await page.locator("#import-file").set_input_files(files=[bad])
     await expect(page.locator("#editor-note")).to_contain_text("Cannot import bad.yaml")
     assert await spec_in_editor(page) == imported
+
+
+async def test_a_graph_built_and_run_from_the_keyboard_alone(page: Page) -> None:
+    await page.locator("#new").focus()
+    await page.keyboard.press("Enter")
+    for coro in ("Source.range", "Number.square"):
+        await page.locator("#palette-filter").fill(coro)
+        await page.locator(f'#palette li[data-coro="{coro}"] button').focus()
+        await page.keyboard.press("Enter")
+    form = page.locator("#node-form")
+    await expect(form.locator("h3")).to_contain_text("square")
+    # Arrow keys on the canvas select the nodes; the form follows.
+    await page.locator("#graph").focus()
+    await page.keyboard.press("ArrowLeft")
+    await expect(form.locator("h3")).to_contain_text("range")
+    await form.locator('[data-field="args.stop"]').focus()
+    await page.keyboard.press("Control+a")
+    await page.keyboard.type("4")
+    await form.get_by_label("Connect to").select_option("square")
+    await form.get_by_role("button", name="Connect", exact=True).focus()
+    await page.keyboard.press("Enter")
+    await expect(form.locator(".connections li")).to_have_text("square remove")
+    assert edges(await spec_in_editor(page)) == {("range", "square")}
+    await page.keyboard.press("Control+Enter")
+    await expect(page.locator("#done-line")).to_contain_text("Done: completed · 4 results")
+    await expect(page.locator("#log li[data-seq] .value")).to_have_text(["0", "1", "4", "9"])
+    # Delete from the keyboard: Escape unselects, an arrow selects the first node, Delete.
+    await page.locator("#graph").focus()
+    await page.keyboard.press("Escape")
+    await expect(form.locator("h3")).to_have_count(0)
+    await page.keyboard.press("ArrowRight")
+    await expect(form.locator("h3")).to_contain_text("range")
+    await page.keyboard.press("Delete")
+    assert list((await spec_in_editor(page))["nodes"]) == ["square"]

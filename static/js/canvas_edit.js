@@ -46,6 +46,11 @@ export class CanvasEditor {
         event.preventDefault();
         this.deleteSelected();
       } else if (event.key === "Escape") this.cy.$(":selected").unselect();
+      else if (event.key.startsWith("Arrow")) {
+        // Arrows walk the nodes in spec order: the canvas is usable without a mouse.
+        event.preventDefault();
+        this.step(event.key === "ArrowRight" || event.key === "ArrowDown" ? 1 : -1);
+      }
     });
 
     // A click on the canvas focuses it, so that Delete and Escape reach it.
@@ -97,6 +102,15 @@ export class CanvasEditor {
   select(name) {
     this.cy.$(":selected").unselect();
     this.view.node(name).select();
+  }
+
+  /** Select the next (or previous) node. */
+  step(delta) {
+    const names = [...this.view.nodeIds.keys()];
+    if (!names.length) return;
+    const current = this.selection()?.node;
+    const at = current === undefined ? (delta > 0 ? -1 : 0) : names.indexOf(current);
+    this.select(names[(at + delta + names.length) % names.length]);
   }
 
   deleteSelected() {
