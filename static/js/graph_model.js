@@ -3,6 +3,9 @@
 import { addNodeStub } from "./palette.js";
 
 const MAX_HISTORY = 200;
+/** The canvas draws at most this many nodes and edges (a pasted giant spec must not hang the tab). */
+export const MAX_DRAWN_NODES = 500;
+export const MAX_DRAWN_EDGES = 2000;
 
 /** A new, empty graph. */
 export function emptySpec() {
@@ -22,6 +25,7 @@ export function edgesOf(spec) {
     for (const to of list) {
       if (typeof to === "string" && Object.hasOwn(nodes, to) && !edges.some(([a, b]) => a === from && b === to)) {
         edges.push([from, to]);
+        if (edges.length >= MAX_DRAWN_EDGES) return edges;
       }
     }
   }
@@ -31,7 +35,9 @@ export function edgesOf(spec) {
 /** The nodes of a spec: [{name, coro}] (as far as its shape allows). */
 export function nodesOf(spec) {
   const nodes = isObject(spec?.nodes) ? spec.nodes : {};
-  return Object.entries(nodes).map(([name, node]) => ({ name, coro: typeof node?.coro === "string" ? node.coro : "?" }));
+  return Object.entries(nodes)
+    .slice(0, MAX_DRAWN_NODES)
+    .map(([name, node]) => ({ name, coro: typeof node?.coro === "string" ? node.coro : "?" }));
 }
 
 /** A spec the graph operations can work on, or an Error saying why not. */
