@@ -250,7 +250,20 @@ async def test_delete_move_layout_undo_and_redo(page: Page) -> None:
     await page.mouse.move(box["x"] - 30, box["y"] + 80, steps=5)
     await page.mouse.up()
     moved = await screen_box(page, "coro3")
+    box_inp = await screen_box(page, "inp")
     assert abs(moved["y"] - box["y"] - 80) < 10 < 79 < abs(moved["y"] - box["y"]) + 70
+    assert await spec_in_editor(page) == before
+    # Positions are kept across a reload (in the browser: a spec has no place for them).
+    await page.reload()
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
+    await eventually(lambda: has_node(page, "coro3"), True)
+    assert await spec_in_editor(page) == before
+    reloaded = await screen_box(page, "coro3")
+    first = await screen_box(page, "inp")
+    assert abs((reloaded["y"] - first["y"]) - (moved["y"] - box_inp["y"])) < 2
+    # An edge that is there already is refused, with the reason.
+    await connect(page, "inp", "coro1")
+    await expect(page.locator("#editor-note")).to_contain_text("inp already feeds coro1")
     assert await spec_in_editor(page) == before
     # Auto-layout puts the nodes left to right again: each after the one it feeds from.
     await page.locator("#layout").click()

@@ -50,6 +50,9 @@ export function styles() {
       style: {
         width: "data(width)",
         "curve-style": "bezier",
+        // Out of the right side (where the port is), into the left side, like wires.
+        "source-endpoint": "50% 0%",
+        "target-endpoint": "-50% 0%",
         "line-color": c.edgeIdle,
         "target-arrow-color": c.edgeIdle,
         "target-arrow-shape": "triangle",
