@@ -88,7 +88,7 @@ async def eventually(read: Callable[[], Awaitable[Any]], expected: Any) -> None:
 async def shoot(page: Page, name: str) -> None:
     """Save a screenshot for docs/page.md when PIPELINES_SCREENSHOTS names a folder."""
     if SCREENSHOTS:
-        await page.locator("#editor").evaluate("el => { el.scrollTop = 0; }")
+        await page.locator("#editor").evaluate("el => { el.scrollTop = 0; el.scrollLeft = 0; }")
         await page.screenshot(path=str(Path(SCREENSHOTS) / name))
 
 
@@ -386,7 +386,7 @@ BROKEN = {
 
 
 async def test_problems_are_shown_on_the_graph_and_a_refused_run_lists_them_all(page: Page) -> None:
-    await page.locator("#editor").fill(json.dumps(BROKEN))
+    await page.locator("#editor").fill(json.dumps(BROKEN, indent=2))
     marks = page.locator("#graph .graph-problem")
     double = marks.and_(page.locator('[data-node="double"]'))
     lonely = marks.and_(page.locator('[data-node="lonely"]'))

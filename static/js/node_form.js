@@ -164,7 +164,7 @@ export class NodeForm {
       input = h("textarea", { ...attrs, rows: kind === "lines" ? 4 : 2, spellcheck: "false", placeholder: kind === "lines" ? "one per line" : "JSON" });
       input.value = shown(kind, current);
     } else {
-      input = h("input", { ...attrs, type: kind === "number" ? "text" : "text", inputmode: kind === "number" ? "decimal" : null, placeholder: Object.hasOwn(prop, "default") ? shown(kind, prop.default) : "" });
+      input = h("input", { ...attrs, type: "text", inputmode: kind === "number" ? "decimal" : null, placeholder: Object.hasOwn(prop, "default") ? shown(kind, prop.default) : "" });
       input.value = shown(kind, current);
     }
     const check = () => {
