@@ -586,6 +586,8 @@ async def test_a_graph_built_and_run_from_the_keyboard_alone(page: Page) -> None
     await form.get_by_role("button", name="Connect", exact=True).focus()
     await page.keyboard.press("Enter")
     await expect(form.locator(".connections li")).to_have_text("square remove")
+    # The form is drawn again, and the focus stays on the button.
+    assert await page.evaluate("document.activeElement.textContent") == "Connect"
     assert edges(await spec_in_editor(page)) == {("range", "square")}
     await page.keyboard.press("Control+Enter")
     await expect(page.locator("#done-line")).to_contain_text("Done: completed · 4 results")

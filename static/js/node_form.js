@@ -94,7 +94,20 @@ export class NodeForm {
     this.render();
   }
 
+  /** Draw the form again, keeping the keyboard focus on the same field or button. */
   render() {
+    const active = this.root.contains(document.activeElement) ? document.activeElement : null;
+    const field = active?.dataset?.field;
+    const label = active?.tagName === "BUTTON" ? active.textContent : null;
+    this.draw();
+    if (!active) return;
+    const again = field
+      ? this.root.querySelector(`[data-field="${CSS.escape(field)}"]`)
+      : [...this.root.querySelectorAll("button")].find((b) => b.textContent === label);
+    (again ?? this.root.querySelector("h3"))?.focus?.();
+  }
+
+  draw() {
     const node = this.name === null ? undefined : this.model.spec?.nodes?.[this.name];
     if (!node || typeof node !== "object") {
       this.name = null;
@@ -105,7 +118,7 @@ export class NodeForm {
     const argSchema = entry?.args_schema ?? { properties: {} };
     const propSchema = this.hooks.properties() ?? { properties: {} };
     this.root.replaceChildren(
-      h("h3", null, "Node ", h("code", null, this.name)),
+      h("h3", { tabindex: "-1" }, "Node ", h("code", null, this.name)),
       entry?.doc ? h("p", { class: "form-doc" }, entry.doc) : h("p", { class: "form-doc muted" }, entry ? "" : `${node.coro} is not on this server.`),
       this.nameField(),
       h("fieldset", { class: "form-group" }, h("legend", null, `Arguments of ${node.coro}`),
