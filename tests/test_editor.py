@@ -579,6 +579,7 @@ async def test_a_graph_built_and_run_from_the_keyboard_alone(page: Page) -> None
     await page.locator("#graph").focus()
     await page.keyboard.press("ArrowLeft")
     await expect(form.locator("h3")).to_contain_text("range")
+    await expect(page.locator("#graph-selection")).to_have_text("Selected node range (Source.range).")
     await form.locator('[data-field="args.stop"]').focus()
     await page.keyboard.press("Control+a")
     await page.keyboard.type("4")

@@ -28,7 +28,10 @@ export class CanvasEditor {
     const container = view.container;
     container.tabIndex = 0;
     this.overlay = h("div", { class: "graph-problems", "aria-hidden": "true" });
+    // What is selected, said to screen readers (the canvas itself is a picture to them).
+    this.live = h("p", { class: "visually-hidden", id: "graph-selection", "aria-live": "polite" });
     container.append(this.overlay);
+    container.after(this.live);
 
     container.addEventListener("dragover", (event) => {
       if (!event.dataTransfer?.types.includes(DRAG_TYPE)) return;
@@ -55,7 +58,7 @@ export class CanvasEditor {
 
     // A click on the canvas focuses it, so that Delete and Escape reach it.
     this.cy.on("tapstart", () => container.focus({ preventScroll: true }));
-    this.cy.on("select unselect", () => queueMicrotask(() => this.hooks.onSelect(this.selection())));
+    this.cy.on("select unselect", () => queueMicrotask(() => this.selected()));
     this.cy.on("tapstart", "node.port", (event) => this.startEdge(event));
     this.cy.on("tapdrag", (event) => this.dragEdge(event));
     this.cy.on("tapend", (event) => this.endEdge(event));
@@ -102,6 +105,16 @@ export class CanvasEditor {
   select(name) {
     this.cy.$(":selected").unselect();
     this.view.node(name).select();
+  }
+
+  selected() {
+    const selection = this.selection();
+    this.live.textContent = selection?.node
+      ? `Selected node ${selection.node} (${this.view.node(selection.node).data("coro")}).`
+      : selection?.edge
+        ? `Selected the edge from ${selection.edge[0]} to ${selection.edge[1]}.`
+        : "Nothing selected.";
+    this.hooks.onSelect(selection);
   }
 
   /** Select the next (or previous) node. */
