@@ -51,6 +51,13 @@ _STATIC: tuple[tuple[str, str, str], ...] = (
     ("/static/js/palette.js", "js/palette.js", _JS),
     ("/static/js/results_log.js", "js/results_log.js", _JS),
     ("/static/js/spec_editor.js", "js/spec_editor.js", _JS),
+    ("/static/js/graph_model.js", "js/graph_model.js", _JS),
+    ("/static/js/graph_style.js", "js/graph_style.js", _JS),
+    ("/static/js/canvas_edit.js", "js/canvas_edit.js", _JS),
+    ("/static/js/node_form.js", "js/node_form.js", _JS),
+    ("/static/js/problems.js", "js/problems.js", _JS),
+    ("/static/js/run_view.js", "js/run_view.js", _JS),
+    ("/static/js/share.js", "js/share.js", _JS),
 )
 
 # (url path, file relative to node_modules/, content type): self-contained browser builds
@@ -64,6 +71,7 @@ _VENDOR: tuple[tuple[str, str, str], ...] = (
     ("/vendor/cytoscape.esm.min.mjs", "cytoscape/dist/cytoscape.esm.min.mjs", _JS),
     # cytoscape-dagre >= 4 bundles dagre into its ES module.
     ("/vendor/cytoscape-dagre.mjs", "cytoscape-dagre/dist/cytoscape-dagre.mjs", _JS),
+    ("/vendor/js-yaml.mjs", "js-yaml/dist/js-yaml.mjs", _JS),
 )
 
 _IMPORT_MAP_RE = re.compile(r'<script type="importmap">(.*?)</script>', re.DOTALL)

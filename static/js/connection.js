@@ -83,3 +83,13 @@ export function openConnection(onState, tokenButton) {
 export function request(socket, event, timeoutMs, ...args) {
   return socket.timeout(timeoutMs).emitWithAck(event, ...args);
 }
+
+/**
+ * Acknowledge one `results` event: the server's credit window waits for it. Every ack the page
+ * sends goes through here.
+ * @param {((...args: any[]) => void) | undefined} ack
+ * @param {any} _payload the event's payload
+ */
+export function ackResults(ack, _payload) {
+  if (typeof ack === "function") ack();
+}

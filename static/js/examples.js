@@ -1,4 +1,4 @@
-// Example graphs, one click away. The first is the original demo of DESIGN.md section 2.
+// Example graphs, one click away. The first is the original demo (examples/graphs/demo.json).
 
 /** `count` random hex strings of `bytes` bytes, as the original demo client sent. */
 export function randomHexStrings(count = 5, bytes = 8) {
@@ -15,7 +15,7 @@ export const EXAMPLES = [
     id: "demo",
     title: "Demo",
     description:
-      "The original demo (DESIGN.md section 2): 5 random hex strings; coro1 fans out to coro2 and coro3, out merges both, so 10 results.",
+      "The original demo (examples/graphs/demo.json): 5 random hex strings; coro1 fans out to coro2 and coro3, out merges both, so 10 results.",
     build: () => ({
       nodes: {
         inp: { coro: "ProcessFunc.inputcoro", args: { strings_from_client: randomHexStrings(5) } },

@@ -1,86 +1,23 @@
-// The live graph: nodes laid out left to right (dagre), coloured by state, with in/out/error
-// counters; edges labelled with queue depth and coloured green/amber/red as the queue fills.
+// The graph canvas: nodes laid out left to right (dagre) or where the user put them, each with
+// an output port to draw edges from; while running, coloured by state with in/out/error
+// counters, edges labelled with queue depth and coloured green/amber/red as the queue fills.
 import cytoscape from "cytoscape";
 import dagre from "cytoscape-dagre";
 import { fillLevel } from "./dom.js";
+import { NODE_WIDTH, STATES, nodeLabel, styles } from "./graph_style.js";
 
 cytoscape.use(dagre);
 
-const STATES = ["pending", "running", "done", "failed", "cancelled"];
+const LAYOUT_KEY = "pipelines.layout.v1";
 
-/** Read the page's colour variables (they change with prefers-color-scheme). */
-function palette() {
-  const css = getComputedStyle(document.documentElement);
-  const v = (name) => css.getPropertyValue(name).trim();
-  return {
-    fg: v("--fg"),
-    muted: v("--muted"),
-    panel: v("--panel"),
-    nodeFill: v("--node-fill"),
-    edgeIdle: v("--edge-idle"),
-    state: Object.fromEntries(STATES.map((s) => [s, v(`--state-${s}`)])),
-    queue: { low: v("--queue-low"), mid: v("--queue-mid"), high: v("--queue-high") },
-  };
-}
-
-function styles() {
-  const c = palette();
-  const sheet = [
-    {
-      selector: "node",
-      style: {
-        shape: "round-rectangle",
-        width: 196,
-        height: 62,
-        "background-color": c.nodeFill,
-        "border-width": 3,
-        "border-color": c.state.pending,
-        label: "data(label)",
-        color: c.fg,
-        "font-size": 12,
-        "text-wrap": "wrap",
-        "text-max-width": 188,
-        "text-valign": "center",
-        "text-halign": "center",
-        "font-family": "ui-monospace, SFMono-Regular, Menlo, Consolas, monospace",
-      },
-    },
-    {
-      selector: "edge",
-      style: {
-        width: "data(width)",
-        "curve-style": "bezier",
-        "line-color": c.edgeIdle,
-        "target-arrow-color": c.edgeIdle,
-        "target-arrow-shape": "triangle",
-        "arrow-scale": 0.9,
-        label: "data(label)",
-        "font-size": 10,
-        color: c.fg,
-        "text-background-color": c.panel,
-        "text-background-opacity": 0.9,
-        "text-background-padding": 2,
-        "text-background-shape": "round-rectangle",
-      },
-    },
-  ];
-  for (const state of STATES) {
-    sheet.push({ selector: `node[state = "${state}"]`, style: { "border-color": c.state[state] } });
+/** Saved node positions by name (a graph spec has no place for them). */
+function loadPositions() {
+  try {
+    const saved = JSON.parse(localStorage.getItem(LAYOUT_KEY) ?? "{}");
+    return new Map(Object.entries(saved && typeof saved === "object" ? saved : {}));
+  } catch {
+    return new Map();
   }
-  sheet.push({ selector: 'node[state = "failed"]', style: { "border-style": "double", "border-width": 5 } });
-  for (const [level, colour] of Object.entries(c.queue)) {
-    sheet.push({
-      selector: `edge[level = "${level}"]`,
-      style: { "line-color": colour, "target-arrow-color": colour },
-    });
-  }
-  return sheet;
-}
-
-function nodeLabel(name, coro, m) {
-  const counts = m ? `in ${m.in ?? 0} · out ${m.out ?? 0} · err ${m.errors ?? 0}` : "in – · out – · err –";
-  const short = String(coro ?? "").length > 24 ? `…${String(coro).slice(-23)}` : coro ?? "";
-  return `${name}\n${short}\n${counts}`;
 }
 
 export class GraphView {
@@ -90,57 +27,138 @@ export class GraphView {
     this.key = "";
     this.nodeIds = new Map();
     this.edgeIds = new Map();
+    this.positions = loadPositions();
+    /** Where the next new node goes (a drop from the palette); else a free spot. */
+    this.nextPosition = null;
     this.cy = cytoscape({
       container,
       style: styles(),
       elements: [],
-      userZoomingEnabled: false,
       boxSelectionEnabled: false,
-      autoungrabify: true,
-      autounselectify: true,
+      selectionType: "single",
+      wheelSensitivity: 0.3,
       minZoom: 0.3,
-      maxZoom: 1.1,
+      maxZoom: 2,
     });
     this.empty = document.createElement("div");
     this.empty.className = "graph-empty";
-    this.empty.textContent = "The graph appears here.";
+    this.empty.textContent = "Drag coroutines here from the palette, or pick an example.";
     container.append(this.empty);
     matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => this.cy.style(styles()));
-    new ResizeObserver(() => this.fit()).observe(container);
+    new ResizeObserver(() => this.cy.resize()).observe(container);
+    this.cy.on("position", "node.real", (event) => this.placePort(event.target));
+    this.cy.on("dragfree", "node.real", (event) => {
+      const node = event.target;
+      this.positions.set(node.data("name"), { ...node.position() });
+      this.savePositions();
+    });
   }
 
+  savePositions() {
+    try {
+      const names = new Set(this.nodeIds.keys());
+      const kept = [...this.positions].filter(([name]) => names.has(name));
+      localStorage.setItem(LAYOUT_KEY, JSON.stringify(Object.fromEntries(kept)));
+    } catch {
+      // Storage can be disabled: positions then last as long as the tab.
+    }
+  }
+
+  placePort(node) {
+    const port = this.cy.getElementById(`p${node.id()}`);
+    const { x, y } = node.position();
+    if (port.nonempty()) port.position({ x: x + NODE_WIDTH / 2, y });
+  }
+
+  /** Zoom to show every node, never above 100 % (labels stay at their size on small graphs). */
   fit() {
     this.cy.resize();
-    if (this.cy.elements().length) this.cy.fit(undefined, 16);
+    if (!this.cy.nodes().length) return;
+    this.cy.fit(undefined, 24);
+    if (this.cy.zoom() > 1) {
+      this.cy.zoom(1);
+      this.cy.center();
+    }
+  }
+
+  /** Lay every node out left to right again (dagre), and keep those positions. */
+  autoLayout() {
+    const real = this.cy.nodes(".real");
+    if (!real.length) return;
+    real
+      .union(real.edgesWith(real))
+      .layout({ name: "dagre", rankDir: "LR", nodeSep: 22, rankSep: 48, edgeSep: 10, fit: false, animate: false })
+      .run();
+    real.forEach((node) => {
+      this.positions.set(node.data("name"), { ...node.position() });
+      this.placePort(node);
+    });
+    this.savePositions();
+    this.fit();
+  }
+
+  /** A spot for a node added without a position: right of the others, on the middle row. */
+  freeSpot() {
+    const real = this.cy.nodes(".real");
+    if (!real.length) return { x: 0, y: 0 };
+    const box = real.boundingBox();
+    return { x: box.x2 + NODE_WIDTH / 2 + 60, y: (box.y1 + box.y2) / 2 };
+  }
+
+  /** Position a named node will take when it appears (a drop from the palette). */
+  placeNext(name, position) {
+    this.positions.set(name, position);
+  }
+
+  renamePosition(from, to) {
+    if (this.positions.has(from)) this.positions.set(to, this.positions.get(from));
   }
 
   /**
    * Show a topology; a no-op when it is the same as the one shown (the layout stays put).
-   * @param {{name: string, coro?: string, kind?: string}[]} nodes
+   * Known nodes keep their positions; when none has one, dagre lays them all out.
+   * @param {{name: string, coro?: string}[]} nodes
    * @param {[string, string][]} edges
    */
   setTopology(nodes, edges) {
     const key = JSON.stringify([nodes.map((n) => [n.name, n.coro]), edges]);
-    if (key === this.key) {
-      this.reset();
-      return;
-    }
+    if (key === this.key) return;
     this.key = key;
+    const selected = this.cy.$(":selected").map((el) => el.data("name") ?? el.data("pair"));
     // Element ids are generated: node names may hold characters cytoscape selectors dislike.
     this.nodeIds = new Map(nodes.map((n, i) => [n.name, `n${i}`]));
     this.edgeIds = new Map();
-    const elements = nodes.map((n) => ({
-      group: "nodes",
-      data: { id: this.nodeIds.get(n.name), name: n.name, coro: n.coro ?? "", state: "pending", label: nodeLabel(n.name, n.coro) },
-    }));
+    const known = nodes.filter((n) => this.positions.has(n.name));
+    const dropped = this.nextPosition !== null;
+    const elements = [];
+    for (const n of nodes) {
+      const id = this.nodeIds.get(n.name);
+      const position = this.positions.get(n.name) ?? { x: 0, y: 0 };
+      elements.push(
+        {
+          group: "nodes",
+          classes: "real",
+          position: { ...position },
+          data: { id, name: n.name, coro: n.coro ?? "", state: "pending", label: nodeLabel(n.name, n.coro) },
+        },
+        {
+          group: "nodes",
+          classes: "port",
+          position: { x: position.x + NODE_WIDTH / 2, y: position.y },
+          selectable: false,
+          grabbable: false,
+          data: { id: `p${id}`, owner: n.name },
+        },
+      );
+    }
     for (const [a, b] of edges) {
-      const key = JSON.stringify([a, b]);
-      if (!this.nodeIds.has(a) || !this.nodeIds.has(b) || this.edgeIds.has(key)) continue;
+      const pair = JSON.stringify([a, b]);
+      if (!this.nodeIds.has(a) || !this.nodeIds.has(b) || this.edgeIds.has(pair)) continue;
       const id = `e${this.edgeIds.size}`;
-      this.edgeIds.set(key, id);
+      this.edgeIds.set(pair, id);
       elements.push({
         group: "edges",
-        data: { id, source: this.nodeIds.get(a), target: this.nodeIds.get(b), label: "", width: 2 },
+        data: { id, pair, from: a, to: b, source: this.nodeIds.get(a), target: this.nodeIds.get(b), label: "", width: 2 },
       });
     }
     this.cy.batch(() => {
@@ -148,15 +166,37 @@ export class GraphView {
       this.cy.add(elements);
     });
     this.empty.hidden = nodes.length > 0;
-    this.cy
-      .layout({ name: "dagre", rankDir: "LR", nodeSep: 18, rankSep: 70, edgeSep: 10, fit: true, padding: 16, animate: false })
-      .run();
+    if (nodes.length && !known.length && !this.nextPosition) this.autoLayout();
+    else {
+      for (const n of nodes) {
+        if (this.positions.has(n.name)) continue;
+        const spot = this.nextPosition ?? this.freeSpot();
+        this.nextPosition = null;
+        this.positions.set(n.name, spot);
+        this.node(n.name).position(spot);
+        this.placePort(this.node(n.name));
+      }
+      this.savePositions();
+      // A drop lands where the pointer was: the view stays put.
+      if (!dropped) this.fitIfOutside();
+    }
+    for (const name of selected) {
+      const el = this.cy.elements().filter((e) => (e.data("name") ?? e.data("pair")) === name);
+      el.select();
+    }
+  }
+
+  /** Bring the whole graph into view when part of it is off the canvas. */
+  fitIfOutside() {
+    const box = this.cy.nodes(".real").boundingBox();
+    const view = this.cy.extent();
+    if (box.x1 < view.x1 || box.x2 > view.x2 || box.y1 < view.y1 || box.y2 > view.y2) this.fit();
   }
 
   /** Back to "nothing ran yet" on the topology shown. */
   reset() {
     this.cy.batch(() => {
-      this.cy.nodes().forEach((node) => {
+      this.cy.nodes(".real").forEach((node) => {
         node.data({ state: "pending", label: nodeLabel(node.data("name"), node.data("coro")) });
       });
       this.cy.edges().forEach((edge) => edge.data({ label: "", level: null, width: 2 }));
@@ -165,6 +205,10 @@ export class GraphView {
 
   node(name) {
     return this.cy.getElementById(this.nodeIds.get(name) ?? "");
+  }
+
+  edge(from, to) {
+    return this.cy.getElementById(this.edgeIds.get(JSON.stringify([from, to])) ?? "");
   }
 
   /** Apply one `metrics` event. */
@@ -176,7 +220,7 @@ export class GraphView {
         node.data({ state: STATES.includes(m.status) ? m.status : "pending", label: nodeLabel(name, node.data("coro"), m) });
       }
       for (const e of metrics.edges ?? []) {
-        const edge = this.cy.getElementById(this.edgeIds.get(JSON.stringify([e.from, e.to])) ?? "");
+        const edge = this.edge(e.from, e.to);
         if (edge.empty()) continue;
         const ratio = e.capacity ? Math.min(1, e.depth / e.capacity) : 0;
         edge.data({

@@ -1,5 +1,6 @@
 // The palette: every registered coroutine with its kind, doc line and arguments (from
-// GET api/registry, relative: the page may be mounted under a prefix); choosing one adds a node stub to the spec.
+// GET api/registry, relative: the page may be mounted under a prefix); drag one onto the canvas, or choose Add, to add a node to the graph.
+import { DRAG_TYPE } from "./canvas_edit.js";
 import { h } from "./dom.js";
 
 /** A short type label for a JSON Schema (pydantic's output: type, anyOf, items, $ref). */
@@ -43,7 +44,7 @@ function placeholder(arg) {
 
 /**
  * Add a node stub for a registry entry to a spec object (changed in place); returns its name.
- * The node is added to "graph" as a sink; the server's checks then say what to connect.
+ * The node is added to "graph" as a sink, with a placeholder for each required argument.
  */
 export function addNodeStub(spec, entry) {
   if (!spec || typeof spec !== "object" || Array.isArray(spec)) throw new Error("the spec is not a JSON object");
@@ -63,7 +64,8 @@ export function addNodeStub(spec, entry) {
     name = `${base}${n}`;
   }
   const node = { coro: entry.name };
-  const args = argsOf(entry);
+  // Only the required arguments: the others keep their defaults (the node form shows them).
+  const args = argsOf(entry).filter((arg) => arg.required);
   if (args.length) node.args = Object.fromEntries(args.map((arg) => [arg.name, placeholder(arg)]));
   spec.nodes[name] = node;
   spec.graph[name] = [];
@@ -132,7 +134,16 @@ export class Palette {
     const args = argsOf(entry);
     return h(
       "li",
-      { dataset: { coro: entry.name } },
+      {
+        dataset: { coro: entry.name },
+        draggable: "true",
+        title: `Drag onto the canvas to add a ${entry.name} node`,
+        ondragstart: (event) => {
+          event.dataTransfer.setData(DRAG_TYPE, entry.name);
+          event.dataTransfer.setData("text/plain", entry.name);
+          event.dataTransfer.effectAllowed = "copy";
+        },
+      },
       h(
         "div",
         { class: "palette-item-head" },
@@ -142,7 +153,7 @@ export class Palette {
           "button",
           {
             type: "button",
-            title: `Add a ${entry.name} node to the spec`,
+            title: `Add a ${entry.name} node to the graph`,
             "aria-label": `Add ${entry.name}`,
             onclick: () => this.onChoose(entry),
           },

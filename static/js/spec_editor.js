@@ -183,6 +183,8 @@ export class SpecEditor {
     this.saveTimer = 0;
     // Tab is left alone (it moves focus), so the editor is never a keyboard trap.
     textarea.addEventListener("input", () => this.changed());
+    // A reload or a closed tab right after a change still keeps it.
+    window.addEventListener("pagehide", () => this.save());
   }
 
   /** The saved spec text, if any. */
