@@ -144,9 +144,10 @@ def test_root_path_is_refused() -> None:
 async def test_the_mounted_page_works_in_a_browser() -> None:
     """Chromium at <prefix>/: it connects through <prefix>/socket.io, its palette lists the
     served coroutines with their arguments, and a spec runs from it."""
-    from test_page import CHROMIUM, LAUNCH_ARGS, VIEWPORT, _require_chromium
+    from browserutil import CHROMIUM, LAUNCH_ARGS, require_chromium
+    from test_page import VIEWPORT
 
-    _require_chromium()
+    require_chromium()
     from playwright.async_api import async_playwright, expect
 
     events: list[str] = []

@@ -132,9 +132,10 @@ async def test_my_service_commands_as_documented(tmp_path: Path) -> None:
 @pytest.mark.browser
 async def test_the_page_palette_lists_my_service_with_argument_forms() -> None:
     from playwright.async_api import async_playwright, expect
-    from test_page import CHROMIUM, LAUNCH_ARGS, VIEWPORT, _require_chromium
+    from browserutil import CHROMIUM, LAUNCH_ARGS, require_chromium
+    from test_page import VIEWPORT
 
-    _require_chromium()
+    require_chromium()
     settings = make_settings(coroutines=["examples.my_service.nodes:plugin"],
                              builtin_coroutines=False, test_coroutines=False)
     async with serve_app(create_app(settings)) as url, async_playwright() as pw:
