@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import socketio  # type: ignore[import-untyped]
 from aiohttp import web
 
+from .cluster import make_client_manager, setup_cluster, start_manager, stop_manager
 from .coroutines import build_registry
 from .handlers import register_handlers
 from .keys import SESSIONS, SETTINGS, SIO
@@ -72,6 +73,7 @@ def _setup_page(app: web.Application) -> None:
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     manager = app[SESSIONS]
+    start_manager(app[SIO])
     watchdog: LoopWatchdog | None = None
     if app[SETTINGS].loop_block_threshold > 0:
         watchdog = LoopWatchdog(app[SETTINGS].loop_block_threshold, manager.report_blocked_loop)
@@ -82,6 +84,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     # After on_shutdown and after the HTTP server closed its connections.
     manager, sio = app[SESSIONS], app[SIO]
     await manager.close_all()
+    await stop_manager(sio)
     await sio.shutdown()
 
 
@@ -126,6 +129,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app = web.Application(client_max_size=settings.max_message_bytes)
     sio = socketio.AsyncServer(
         async_mode="aiohttp",
+        client_manager=make_client_manager(settings),
         serializer=SafePacket,
         cors_allowed_origins=origin_checker(settings),
         max_http_buffer_size=settings.max_message_bytes,
@@ -141,6 +145,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app[SIO] = sio
     app[SESSIONS] = manager
     setup_routes(app)
+    setup_cluster(app)
     _setup_page(app)
     app.on_shutdown.append(_on_shutdown)
     app.cleanup_ctx.append(_lifecycle)
