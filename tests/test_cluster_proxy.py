@@ -103,6 +103,24 @@ async def test_status_reports_every_part_healthy(topology: dict[str, Any]) -> No
     rows = json.loads(status.stdout)["processes"]
     assert sorted(r["name"] for r in rows) == ["nats", "nginx", "redis", "server1", "server2"]
     assert all(r["healthy"] for r in rows), rows
+    # The processes run the commands of deploy/topology.py (docker-compose.yml runs them too).
+    sys.path.insert(0, str(ROOT / "deploy"))
+    import topology as facts
+
+    state = topology["state"]
+    ports = state["ports"]
+    local = "127.0.0.1"
+    nats, redis = facts.nats_url(local, ports["nats"]), facts.redis_url(local, ports["redis"])
+    argv = {p["name"]: p["argv"][1:] for p in state["processes"]}
+    assert argv["nats"] == facts.nats_argv(ports["nats"], str(topology["run_dir"] / "nats"),
+                                           ports["nats_monitor"], local)[1:]
+    assert argv["redis"] == facts.redis_argv(ports["redis"], local)[1:]
+    for p in state["processes"]:
+        if p["kind"] == "server":
+            expected = facts.server_argv(p["port"], redis, nats, local)[1:]
+            if not state["servers_use_nats"]:  # a checkout without the worker pools
+                expected = expected[:-2]
+            assert argv[p["name"]][:len(expected)] == expected
 
 
 @pytest.mark.parametrize("transport", ["polling", "websocket"])
