@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 from clusterutil import redis_server
-from serverutil import chain_spec, connected, serving, wait_for
+from serverutil import chain_spec, connected, free_port, serving, sessions_of, wait_for
 
 from server.cluster import SERVER_ID as SERVER_ID_KEY
 
@@ -64,6 +64,43 @@ async def test_announce_reaches_clients_of_every_server(redis_url: str) -> None:
             for got in (got_a[0], got_b[0]):
                 assert got["message"] == "maintenance at 23:00"
                 assert got["server"] == app_a[SERVER_ID_KEY] != app_b[SERVER_ID_KEY]
+
+
+async def test_manager_is_started_with_the_app_not_on_first_connection(redis_url: str) -> None:
+    """A server with no client yet already listens on the channel (python-socketio would
+    subscribe only when the first client connects)."""
+    redis = aioredis.Redis.from_url(redis_url)
+    try:
+        async def subscribers() -> int:
+            counts = dict(await redis.pubsub_numsub("pipelines"))
+            return int(counts.get(b"pipelines", 0))
+
+        assert await subscribers() == 0
+        async with serving(redis_url=redis_url) as (app_a, _), \
+                serving(redis_url=redis_url) as (app_b, _):
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 10
+            while await subscribers() < 2:
+                assert loop.time() < deadline, "the servers did not subscribe"
+                await asyncio.sleep(0.05)
+            assert sessions_of(app_a) == sessions_of(app_b) == 0
+        deadline = loop.time() + 10
+        while await subscribers() > 0:  # and they unsubscribe when they stop
+            assert loop.time() < deadline, "a stopped server is still subscribed"
+            await asyncio.sleep(0.05)
+    finally:
+        await redis.aclose()
+
+
+async def test_server_starts_and_runs_while_redis_is_unreachable() -> None:
+    async with serving(redis_url=f"redis://127.0.0.1:{free_port()}/0", token=TOKEN) as (_, url):
+        async with connected(url, auth={"token": TOKEN}) as client:
+            ack = await client.call("process_msg", slow_spec(5, 0.0))
+            assert ack["ok"] is True, ack
+            await client.wait_done()
+            assert client.results() == [1, 2, 3, 4, 5]
+        status, answer = await announce(url, {"message": "nobody else hears this"})
+        assert status == 202 and answer["cluster"] is True
 
 
 async def test_announce_needs_a_token_and_a_valid_body(redis_url: str) -> None:
@@ -128,6 +165,12 @@ async def test_redis_dying_does_not_stop_pipelines() -> None:
                 assert done["status"] == "completed"
                 assert on_a.results() == list(range(1, 41))  # complete, in order, no doubles
                 assert not on_a.got("pipeline_error")
+                # Redis gone: new connections and new runs work as before.
+                async with connected(url_b, auth=auth) as late:
+                    ack = await late.call("process_msg", slow_spec(3, 0.0))
+                    assert ack["ok"] is True, ack
+                    await late.wait_done()
+                    assert late.results() == [1, 2, 3]
                 # Redis gone: an announcement still reaches this server's own clients.
                 status, _ = await announce(url_a, {"message": "redis is down"})
                 assert status == 202
