@@ -101,11 +101,10 @@ def healthy(proc: dict[str, Any], state: dict[str, Any]) -> bool:
     if kind == "server":
         return http_ok(f"http://127.0.0.1:{proc['port']}/healthz")
     if kind == "worker":
-        # A worker is up once it holds its NATS connection (counted together with the servers').
+        # Workers are up once NATS counts one more connection per worker than it did before
+        # they started (the servers' connections, if any, are in that baseline).
         workers = sum(1 for p in state["processes"] if p["kind"] == "worker")
-        servers = sum(1 for p in state["processes"] if p["kind"] == "server")
-        return nats_connections(ports["nats_monitor"]) >= workers + (
-            servers if state.get("servers_use_nats") else 0)
+        return nats_connections(ports["nats_monitor"]) >= int(state["nats_baseline"]) + workers
     if kind == "nginx":
         return http_ok(f"http://127.0.0.1:{ports['nginx']}/healthz")
     return False
@@ -206,13 +205,17 @@ def start(args: argparse.Namespace) -> int:
                            [sys.executable, *argv[1:], *args.server_flag], "server.py",
                            env=server_env, port=port))
         addresses.append(f"{local}:{port}")
+    save()
+    if not wait_healthy(state, ("server",), args.timeout):
+        return fail_start(args, state)
+    state["nats_baseline"] = max(0, nats_connections(ports["nats_monitor"]))
     for i in range(1, args.workers + 1):
         argv = topology.worker_argv(nats)
         procs.append(spawn(run_dir, f"worker{i}", "worker",
                            [sys.executable, "-m", "server.worker", *argv[1:]], "server.worker",
                            env=server_env))
     save()
-    if not wait_healthy(state, ("server", "worker"), args.timeout):
+    if not wait_healthy(state, ("worker",), args.timeout):
         return fail_start(args, state)
     conf = nginx_conf(run_dir, ports["nginx"], addresses)
     nginx = binary("nginx")

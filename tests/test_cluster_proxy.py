@@ -7,6 +7,7 @@ Started once for the module; `stop` must end every process it started."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import subprocess
 import sys
@@ -231,3 +232,12 @@ def test_no_state_left_when_not_started(tmp_path: Path) -> None:
     assert cluster(tmp_path, "status").returncode == 3
     assert cluster(tmp_path, "stop").returncode == 0
 
+
+
+@pytest.mark.skipif(importlib.util.find_spec("server.worker") is not None,
+                    reason="this checkout has the worker: --workers N starts it")
+def test_workers_refused_without_the_worker(tmp_path: Path) -> None:
+    started = cluster(tmp_path, "start", "--port", str(free_port()), "--workers", "1")
+    assert started.returncode == 2
+    assert "--workers 0" in started.stderr
+    assert not (tmp_path / "state.json").exists()
