@@ -23,6 +23,7 @@ import socketio  # type: ignore[import-untyped]
 from aiohttp import web
 
 from .keys import SETTINGS, SIO
+from .payload import PayloadProblem, check_payload, loads_checked
 from .protocol import error, fail
 from .settings import Settings
 
@@ -122,22 +123,22 @@ async def post_announce(request: web.Request) -> web.Response:
         return _json(fail(error("unauthorized", "a valid 'Authorization: Bearer <token>' "
                                 "header is required")), 401)
     limit = settings.max_announce_bytes
-    if request.content_length is not None and request.content_length > limit + 1024:
+    # JSON escapes take at most 6 bytes per byte of text (\uXXXX).
+    if request.content_length is not None and request.content_length > 6 * limit + 1024:
         return _json(fail(error("invalid_payload", "body too large")), 413)
     try:
-        body = json.loads(await request.read(), parse_constant=_no_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
+        body = loads_checked(await request.read())
+        check_payload(body, max_depth=2, path="body")
+    except PayloadProblem as problem:
+        return _json(fail(error("invalid_payload", problem.message, path=problem.path)), 400)
+    except ValueError as exc:
         return _json(fail(error("invalid_payload", f"body is not JSON: {exc}")), 400)
     message = body.get("message") if isinstance(body, dict) else None
     if not isinstance(body, dict) or set(body) != {"message"} or not isinstance(message, str) \
             or not message:
         return _json(fail(error("invalid_payload", "body must be {\"message\": non-empty string}",
                                 path="message")), 400)
-    try:
-        size = len(message.encode("utf-8"))
-    except UnicodeEncodeError:
-        return _json(fail(error("invalid_payload", "message is not valid text",
-                                path="message")), 400)
+    size = len(message.encode("utf-8"))
     if size > limit:
         return _json(fail(error("invalid_payload", f"message is {size} bytes; at most {limit}",
                                 path="message")), 413)
@@ -152,10 +153,6 @@ async def post_announce(request: web.Request) -> web.Response:
     clustered = isinstance(sio.manager, socketio.AsyncRedisManager)
     return _json({"ok": True, "server": payload["server"], "cluster": clustered,
                   "delivery": "at_most_once" if clustered else "local"}, 202)
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 def setup_cluster(app: web.Application) -> None:

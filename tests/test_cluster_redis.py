@@ -113,7 +113,8 @@ async def test_announce_needs_a_token_and_a_valid_body(redis_url: str) -> None:
         status, answer = await announce(url, {"message": "hi"}, token="wrong")
         assert status == 401 and answer["error"]["code"] == "unauthorized"
         for bad in ([], {"message": ""}, {"message": 3}, {"message": "x", "to": "sid"},
-                    b"{not json", b'{"message": NaN}'):
+                    b"{not json", b'{"message": NaN}', b'{"message": "a", "message": "b"}',
+                    b'{"message": "\\ud800"}', b'{"message": ["x"]}'):
             status, answer = await announce(url, bad)
             assert status == 400 and answer["error"]["code"] == "invalid_payload", bad
         status, answer = await announce(url, {"message": "x" * 17})
