@@ -16,7 +16,15 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 from clusterutil import redis_server
-from serverutil import chain_spec, connected, free_port, serving, sessions_of, wait_for
+from serverutil import (
+    chain_spec,
+    connected,
+    free_port,
+    server_process,
+    serving,
+    sessions_of,
+    wait_for,
+)
 
 from server.cluster import SERVER_ID as SERVER_ID_KEY
 
@@ -189,3 +197,22 @@ async def test_redis_dying_does_not_stop_pipelines() -> None:
                     assert ack["ok"] is True, ack
                     await on_b.wait_done()
                     assert on_b.results() == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("redis_up", [True, False], ids=["redis-up", "redis-gone"])
+async def test_sigterm_with_the_redis_manager_exits_zero(redis_url: str, redis_up: bool) -> None:
+    """The manager's listener and connections end with the app, Redis alive or not."""
+    url_redis = redis_url if redis_up else f"redis://127.0.0.1:{free_port()}/0"
+    async with server_process("--redis-url", url_redis, "--test-coroutines") as (proc, url):
+        async with connected(url) as busy:
+            ack = await busy.call("process_msg", chain_spec(
+                {"coro": "Source.range", "args": {"stop": 10}}, {"coro": "Test.hang"}))
+            assert ack["ok"] is True, ack
+            await busy.wait("pipeline_started")
+            proc.send_signal(signal.SIGTERM)
+            done = await busy.wait_done(within=10)
+            assert done["error"]["code"] == "shutdown"
+            output, _ = await asyncio.wait_for(proc.communicate(), 10)
+        assert proc.returncode == 0, output.decode(errors="replace")
+        assert b"Traceback" not in output, output.decode(errors="replace")
