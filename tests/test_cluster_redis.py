@@ -26,6 +26,7 @@ from serverutil import (
     wait_for,
 )
 
+from server.__main__ import settings_from_args
 from server.cluster import SERVER_ID as SERVER_ID_KEY
 
 pytestmark = pytest.mark.redis
@@ -216,3 +217,12 @@ async def test_sigterm_with_the_redis_manager_exits_zero(redis_url: str, redis_u
             output, _ = await asyncio.wait_for(proc.communicate(), 10)
         assert proc.returncode == 0, output.decode(errors="replace")
         assert b"Traceback" not in output, output.decode(errors="replace")
+
+
+def test_redis_url_is_checked_at_start_up(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        settings_from_args(["--redis-url", "http://127.0.0.1:6379"])
+    assert exit_info.value.code == 2
+    assert "--redis-url: Value error, must start with redis://" in capsys.readouterr().err
+    assert settings_from_args(["--redis-url", ""]).redis_url is None  # empty: unset
+    assert settings_from_args([]).redis_url is None
