@@ -241,3 +241,26 @@ def test_workers_refused_without_the_worker(tmp_path: Path) -> None:
     assert started.returncode == 2
     assert "--workers 0" in started.stderr
     assert not (tmp_path / "state.json").exists()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("server.worker") is None,
+                    reason="the worker (server/worker.py) is not in this checkout")
+def test_workers_start_connect_to_nats_and_stop(tmp_path: Path) -> None:
+    for name in ("nats-server", "redis-server", "nginx"):
+        require_binary(name)
+    started = cluster(tmp_path, "start", "--port", str(free_port()), "--workers", "2",
+                      "--demo-sleep-scale", "0.01")
+    state = json.loads((tmp_path / "state.json").read_text()) if started.returncode == 0 \
+        else None
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        status = cluster(tmp_path, "status", "--json")
+        rows = json.loads(status.stdout)["processes"]
+        assert [r["name"] for r in rows if r["name"].startswith("worker")] == \
+            ["worker1", "worker2"]
+        assert status.returncode == 0 and all(r["healthy"] for r in rows), rows
+    finally:
+        stopped = cluster(tmp_path, "stop")
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert state is not None
+    assert not [p["name"] for p in state["processes"] if pid_alive(p["pid"])]
