@@ -166,11 +166,14 @@ async def test_redis_dying_does_not_stop_pipelines() -> None:
                 serving(redis_url=url_redis, token=TOKEN) as (_, url_b):
             auth = {"token": TOKEN}
             async with connected(url_a, auth=auth) as on_a, connected(url_b, auth=auth) as on_b:
-                ack = await on_a.call("process_msg", slow_spec(40, 0.02), {"window": 4})
+                on_a.hold = asyncio.Event()  # no acks: the run waits mid-stream on its window
+                ack = await on_a.call("process_msg", slow_spec(40, 0.01), {"window": 4})
                 assert ack["ok"] is True, ack
-                await on_a.wait("recv", 5)
+                await on_a.wait("recv", 1)
                 proc.send_signal(signal.SIGKILL)
                 proc.wait(10)
+                assert not on_a.got("done")  # certainly still running when Redis died
+                on_a.hold.set()
                 done = await on_a.wait_done(within=30)
                 assert done["status"] == "completed"
                 assert on_a.results() == list(range(1, 41))  # complete, in order, no doubles
