@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -119,13 +120,43 @@ def load_state(run_dir: Path) -> dict[str, Any] | None:
 
 
 def spawn(run_dir: Path, name: str, kind: str, argv: list[str], expect: str,
-          env: dict[str, str] | None = None, **extra: Any) -> dict[str, Any]:
+          env: dict[str, str] | None = None, as_user: pwd.struct_passwd | None = None,
+          **extra: Any) -> dict[str, Any]:
     log = open(run_dir / "logs" / f"{name}.log", "ab")  # handed to the child, closed here
+    ids: dict[str, Any] = {} if as_user is None else {
+        "user": as_user.pw_uid, "group": as_user.pw_gid, "extra_groups": []}
     proc = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                            env={**os.environ, **(env or {})}, start_new_session=True)
+                            env={**os.environ, **(env or {})}, start_new_session=True, **ids)
     log.close()
     (run_dir / "pids" / f"{name}.pid").write_text(f"{proc.pid}\n")
     return {"name": name, "kind": kind, "pid": proc.pid, "argv": argv, "expect": expect, **extra}
+
+
+def nginx_user(run_dir: Path) -> pwd.struct_passwd | None:
+    """Started as root, nginx runs as `nobody` (master and workers) when `nobody` can reach the
+    run directory; else (not root, or a private run directory) as the user running this."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        return None
+    if any(not d.stat().st_mode & 0o001 for d in (run_dir, *run_dir.parents)):
+        print(f"cluster: {run_dir} is private; nginx's master runs as root (its workers as "
+              "nobody)", file=sys.stderr)
+        return None
+    return nobody
+
+
+def hand_over(run_dir: Path, user: pwd.struct_passwd) -> None:
+    """Give nginx's own files (prefix directory, its two logs) to `user`."""
+    paths = [run_dir / "logs" / "nginx-error.log", run_dir / "logs" / "nginx-access.log"]
+    for path in paths:
+        path.touch()
+    prefix = run_dir / "nginx"
+    paths += [prefix, *prefix.rglob("*")]
+    for path in paths:
+        os.chown(path, user.pw_uid, user.pw_gid)
 
 
 def nginx_conf(run_dir: Path, listen_port: int, servers: list[str]) -> Path:
@@ -219,13 +250,19 @@ def start(args: argparse.Namespace) -> int:
         return fail_start(args, state)
     conf = nginx_conf(run_dir, ports["nginx"], addresses)
     nginx = binary("nginx")
+    user = nginx_user(run_dir)
+    if user is not None:
+        hand_over(run_dir, user)
+    ids: dict[str, Any] = {} if user is None else {
+        "user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
     check = subprocess.run([nginx, "-t", "-q", "-p", str(run_dir / "nginx"), "-c", str(conf)],
-                           capture_output=True, text=True)
+                           capture_output=True, text=True, **ids)
     if check.returncode != 0:
         print(f"cluster: nginx config refused:\n{check.stderr}", file=sys.stderr)
         return fail_start(args, state)
     procs.append(spawn(run_dir, "nginx", "nginx",
-                       [nginx, "-p", str(run_dir / "nginx"), "-c", str(conf)], "nginx"))
+                       [nginx, "-p", str(run_dir / "nginx"), "-c", str(conf)], "nginx",
+                       as_user=user, user=user.pw_name if user is not None else None))
     save()
     if not wait_healthy(state, ("nginx",), args.timeout):
         return fail_start(args, state)

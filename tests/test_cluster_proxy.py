@@ -9,8 +9,12 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import os
+import pwd
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -43,10 +47,13 @@ def pid_alive(pid: int) -> bool:
 
 
 @pytest.fixture(scope="module")
-def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def topology() -> Iterator[dict[str, Any]]:
     for name in ("nats-server", "redis-server", "nginx"):
         require_binary(name)
-    run_dir = tmp_path_factory.mktemp("cluster")
+    # Reachable by `nobody` (pytest's own temporary directories are private), so that a root
+    # test run also shows nginx dropping to an unprivileged user.
+    run_dir = Path(tempfile.mkdtemp(prefix="pipelines-cluster-"))
+    run_dir.chmod(0o755)
     port = free_port()
     started = cluster(run_dir, "start", "--port", str(port), "--workers", "0",
                       "--demo-sleep-scale", "0.01", "--token", TOKEN,
@@ -65,6 +72,7 @@ def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
             left = [p["name"] for p in state["processes"] if pid_alive(p["pid"])]
             assert not left, f"still running after stop: {left}"
         assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def server_urls(topology: dict[str, Any]) -> list[str]:
@@ -98,12 +106,15 @@ async def run_demo(url: str, transport: str, http_session: aiohttp.ClientSession
     return results, payload, used
 
 
-async def test_status_reports_every_part_healthy(topology: dict[str, Any]) -> None:
+def test_status_reports_every_part_healthy(topology: dict[str, Any]) -> None:
     status = cluster(topology["run_dir"], "status", "--json")
     assert status.returncode == 0, status.stdout + status.stderr
     rows = json.loads(status.stdout)["processes"]
     assert sorted(r["name"] for r in rows) == ["nats", "nginx", "redis", "server1", "server2"]
     assert all(r["healthy"] for r in rows), rows
+    nginx = next(p for p in topology["state"]["processes"] if p["kind"] == "nginx")
+    uid = Path(f"/proc/{nginx['pid']}").stat().st_uid  # nginx's master process
+    assert uid != 0 and uid == (os.getuid() or pwd.getpwnam("nobody").pw_uid)
     # The processes run the commands of deploy/topology.py (docker-compose.yml runs them too).
     sys.path.insert(0, str(ROOT / "deploy"))
     import topology as facts
