@@ -15,6 +15,7 @@ from aiohttp import web
 
 from pipelines.registry import Registry
 
+from .cluster import make_client_manager, setup_cluster, start_manager, stop_manager
 from .coroutines.plugin import CoroutinePlugin
 from .handlers import register_handlers
 from .http_runs import setup_http_runs
@@ -82,6 +83,7 @@ def _setup_page(app: web.Application) -> None:
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     manager = app[SESSIONS]
+    start_manager(app[SIO])
     watchdog: LoopWatchdog | None = None
     if app[SETTINGS].loop_block_threshold > 0:
         watchdog = LoopWatchdog(app[SETTINGS].loop_block_threshold, manager.report_blocked_loop)
@@ -92,6 +94,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     # After on_shutdown and after the HTTP server closed its connections.
     manager, sio = app[SESSIONS], app[SIO]
     await manager.close_all()
+    await stop_manager(sio)
     await sio.shutdown()
 
 
@@ -157,6 +160,7 @@ def build_service(app: web.Application, settings: Settings, loaded: LoadedCorout
     registry = loaded.registry
     sio = socketio.AsyncServer(
         async_mode="aiohttp",
+        client_manager=make_client_manager(settings),
         serializer=SafePacket,
         cors_allowed_origins=origin_checker(settings),
         max_http_buffer_size=settings.max_message_bytes,
@@ -173,6 +177,7 @@ def build_service(app: web.Application, settings: Settings, loaded: LoadedCorout
     app[SESSIONS] = manager
     setup_routes(app)
     setup_http_runs(app, origin_checker(settings))
+    setup_cluster(app)
     _setup_page(app)
     app.on_shutdown.append(_on_shutdown)
     if loaded.lifespans:

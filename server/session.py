@@ -406,7 +406,9 @@ class Session:
     ) -> None:
         """Send one event to this client (nothing once it left)."""
         if not self.gone:
-            await self.manager.sio.emit(event, data, to=self.sid, callback=callback)
+            # Local socket only: never through the (at most once) cross-server manager.
+            await self.manager.sio.emit(event, data, to=self.sid, callback=callback,
+                                        ignore_queue=True)
 
     def throttled(self, code: str, interval: float = 1.0) -> bool:
         """True if an error with `code` was already reported in the last `interval` seconds."""
@@ -569,7 +571,7 @@ class SessionManager:
             await asyncio.gather(*(s.close("shutdown", timeout / 2) for s in sessions))
             for s in sessions:
                 if not s.gone:
-                    await self.sio.disconnect(s.sid)
+                    await self.sio.disconnect(s.sid, ignore_queue=True)
 
     async def close_all(self) -> None:
         """Tear down whatever is left (app cleanup)."""

@@ -53,6 +53,15 @@ class Settings(BaseSettings):
         "own event loop."
     )
 
+    # -- several servers -----------------------------------------------------------------
+    redis_url: str | None = Field(
+        None, description="Redis for the socket.io manager (redis://host:port/db): emits that must "
+        "reach clients of other servers, at most once; unset: this server alone."
+    )
+    max_announce_bytes: int = Field(
+        4096, ge=1, description="Largest `POST /api/announce` message (bytes of UTF-8)."
+    )
+
     # -- message and spec limits ---------------------------------------------------------
     max_message_bytes: int = Field(
         1_000_000, ge=1024, description="Largest incoming socket.io message / HTTP body (bytes)."
@@ -165,6 +174,15 @@ class Settings(BaseSettings):
         True, description="Also serve the coroutines installed packages declare in the "
         "entry-point group `pipelines.coroutines`."
     )
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
 
     @field_validator("allowed_origins", "coroutines", "fetch_hosts", mode="before")
     @classmethod
