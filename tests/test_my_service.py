@@ -131,8 +131,8 @@ async def test_my_service_commands_as_documented(tmp_path: Path) -> None:
 
 @pytest.mark.browser
 async def test_the_page_palette_lists_my_service_with_argument_forms() -> None:
-    from playwright.async_api import async_playwright, expect
     from browserutil import CHROMIUM, LAUNCH_ARGS, require_chromium
+    from playwright.async_api import async_playwright, expect
     from test_page import VIEWPORT
 
     require_chromium()
