@@ -1,17 +1,13 @@
-# The service image: the page's npm packages from the lockfile, then the Python package.
-FROM node:20-slim AS web
-WORKDIR /app
-COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund
-
+# The service image: the Python package installed (not editable) with the `server` extra. The
+# page's browser libraries are shipped in server/vendor (see scripts/vendor), so no npm here.
 FROM python:3.11-slim
-WORKDIR /app
-COPY pyproject.toml README.md server.py ./
+WORKDIR /src
+COPY pyproject.toml setup.py README.md ./
 COPY pipelines ./pipelines
 COPY server ./server
 COPY client ./client
 COPY static ./static
-COPY --from=web /app/node_modules ./node_modules
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir ".[server]"
+WORKDIR /app
 EXPOSE 8080
-CMD ["python", "server.py", "--host", "0.0.0.0", "--port", "8080"]
+CMD ["pipelines-server", "--host", "0.0.0.0", "--port", "8080"]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import sys
 import types
 import typing
 from collections.abc import Sequence
@@ -11,17 +13,35 @@ from typing import Any
 
 from aiohttp import web
 from pydantic import SecretStr, ValidationError
+from pydantic_settings import SettingsError
 
 from .app import create_app
 from .keys import SESSIONS
 from .settings import Settings
+from .static_files import StaticFilesMissing
 
-__all__ = ["CONNECTION_GRACE", "main", "build_parser", "settings_from_args"]
+__all__ = ["CONNECTION_GRACE", "PROG", "main", "build_parser", "settings_from_args"]
 
 logger = logging.getLogger("server")
 
 #: Seconds aiohttp waits for connections still open after the on_shutdown hook.
 CONNECTION_GRACE = 1.0
+
+#: The name start-up errors begin with.
+PROG = "pipelines-server"
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (no usage block): `PROG: error: ...`."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _fail(message: str, code: int = 1) -> typing.NoReturn:
+    """A start-up failure: one line on stderr, no traceback, a non-zero exit."""
+    print(f"{PROG}: error: {message}", file=sys.stderr)  # noqa: T201 - before logging exists
+    raise SystemExit(code)
 
 
 def _flag_type(annotation: Any) -> tuple[Any, str]:
@@ -45,8 +65,8 @@ def _flag_type(annotation: Any) -> tuple[Any, str]:
 
 def build_parser() -> argparse.ArgumentParser:
     """One flag per Settings field (`max_nodes` -> `--max-nodes`)."""
-    parser = argparse.ArgumentParser(
-        prog="pipelines-server",
+    parser = _Parser(
+        prog=PROG,
         description="The pipelines socket.io service. Every flag also reads from an environment "
         "variable PIPELINES_<NAME>; a flag wins over the environment.",
         argument_default=argparse.SUPPRESS,
@@ -66,30 +86,57 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _origin(name: str, overrides: dict[str, Any]) -> str:
+    """Where a setting's bad value came from: its flag, or its environment variable."""
+    return "--" + name.replace("_", "-") if name in overrides else f"PIPELINES_{name.upper()}"
+
+
 def settings_from_args(argv: Sequence[str] | None = None) -> Settings:
-    """Settings from the environment, overridden by the flags in `argv`."""
+    """Settings from the environment, overridden by the flags in `argv`.
+
+    A bad value exits with status 2 and one line naming its flag or environment variable.
+    """
     parser = build_parser()
     overrides = vars(parser.parse_args(argv))
     try:
         return Settings(**overrides)
     except ValidationError as exc:
         parser.error("; ".join(
-            f"--{'.'.join(str(p) for p in e['loc']).replace('_', '-')}: {e['msg']}"
+            f"{_origin('.'.join(str(p) for p in e['loc']), overrides)}: "
+            + e["msg"].removeprefix("Value error, ")
             for e in exc.errors()
         ))
-        raise  # unreachable: parser.error exits
+    except SettingsError as exc:
+        # pydantic-settings could not parse an environment variable (e.g. a list field).
+        field = str(exc).split('"')[1] if '"' in str(exc) else ""
+        parser.error(f"{_origin(field, overrides) if field else 'environment'}: {exc}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Parse flags, configure logging, serve until SIGINT/SIGTERM, exit 0."""
     settings = settings_from_args(argv)
-    level = getattr(logging, settings.log_level.upper(), logging.INFO)
+    level = logging.getLevelNamesMapping()[settings.log_level]
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if level > logging.DEBUG:
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except StaticFilesMissing as exc:
+        _fail(str(exc))
     logger.info("%d coroutines registered; test coroutines %s", len(app[SESSIONS].registry),
                 "ON" if settings.test_coroutines else "off")
+    try:
+        _run(app, settings)
+    except OSError as exc:
+        # Binding happens inside run_app; anything else it raises is not a start-up failure.
+        if exc.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+            raise
+        _fail(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc} "
+              "(choose another --port / PIPELINES_PORT or --host / PIPELINES_HOST)")
+    logger.info("stopped")
+
+
+def _run(app: web.Application, settings: Settings) -> None:
     web.run_app(
         app,
         host=settings.host,
@@ -101,7 +148,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         print=lambda text: logger.info("%s", " ".join(text.split())),
         access_log=logging.getLogger("aiohttp.access"),
     )
-    logger.info("stopped")
 
 
 if __name__ == "__main__":

@@ -123,6 +123,14 @@ class Settings(BaseSettings):
         False, description="Register the faulty test-only coroutines (Test.*). Never in production."
     )
 
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        known = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+        if value.upper() not in known:
+            raise ValueError(f"unknown log level {value!r}; use one of {', '.join(known)}")
+        return value.upper()
+
     @field_validator("allowed_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: Any) -> Any:
