@@ -18,8 +18,13 @@ fi
 extras="${1:-}"
 stamp=".venv/.installed-${extras:-base}"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stamp" ]; then
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".${extras:+[$extras]}" || _fail "pip could not install .${extras:+[$extras]} into .venv (see above)"
+  echo "$_script: installing .${extras:+[$extras]} into .venv (editable)..." >&2
+  # pip's output is shown only when it fails (setuptools is chatty about editable installs).
+  if ! _log="$(.venv/bin/python -m pip install -q --upgrade pip 2>&1 \
+        && .venv/bin/python -m pip install -q -e ".${extras:+[$extras]}" 2>&1)"; then
+    echo "$_log" >&2
+    _fail "pip could not install .${extras:+[$extras]} into .venv (its output is above)"
+  fi
   touch "$stamp"
 fi
 if [ "${2:-}" = "npm" ] && { [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; }; then

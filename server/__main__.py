@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
+import re
+import shutil
 import sys
 import types
 import typing
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from pydantic import SecretStr, ValidationError
@@ -136,6 +140,32 @@ def main(argv: Sequence[str] | None = None) -> None:
     logger.info("stopped")
 
 
+def _client_command() -> str:
+    """How to start this installation's client, as the user can type it from here."""
+    script = Path(sys.executable).parent / "pipelines-client"
+    if not script.exists() or shutil.which("pipelines-client") == str(script):
+        return "pipelines-client"
+    cwd = Path.cwd()
+    return str(script.relative_to(cwd)) if script.is_relative_to(cwd) else str(script)
+
+
+def _announce(text: str) -> None:
+    """aiohttp's "Running on URL" banner, then the page's URL and the client demo's command."""
+    logger.info("%s", " ".join(text.split()))
+    match = re.search(r"https?://\S+", text)
+    if match is None:
+        return
+    parts = urlsplit(match.group(0))
+    host = parts.hostname or "localhost"
+    if host in ("0.0.0.0", "::", "127.0.0.1", "::1"):
+        host = "localhost"
+    elif ":" in host:
+        host = f"[{host}]"
+    url = f"{parts.scheme}://{host}:{parts.port}"
+    logger.info("the page: %s/", url)
+    logger.info("the client demo: %s demo --url %s", _client_command(), url)
+
+
 def _run(app: web.Application, settings: Settings) -> None:
     web.run_app(
         app,
@@ -145,7 +175,7 @@ def _run(app: web.Application, settings: Settings) -> None:
         # waits for open connections; a websocket whose peer does not close it is not worth
         # more than a moment after that.
         shutdown_timeout=CONNECTION_GRACE,
-        print=lambda text: logger.info("%s", " ".join(text.split())),
+        print=_announce,
         access_log=logging.getLogger("aiohttp.access"),
     )
 
