@@ -152,7 +152,8 @@ def test_scripts_serve_ends_with_the_page_and_a_client_command_that_works(clone:
 
 
 def test_scripts_test_runs_pytest(clone: Path) -> None:
-    out = _run("scripts/test -k engine -x -q -p no:cacheprovider", clone)
+    # The whole suite is what CI runs through this very script; here, one small file of it.
+    out = _run("scripts/test -q -p no:cacheprovider tests/test_docs.py", clone)
     assert re.search(r"\d+ passed", out), out
 
 

@@ -12,6 +12,8 @@ import hashlib
 import importlib.util
 import json
 import os
+import shutil
+import subprocess
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -66,6 +68,16 @@ def test_shipped_files_are_exactly_the_manifest() -> None:
     for rel, digest in manifest["files"].items():
         assert hashlib.sha256((VENDOR_DIR / rel).read_bytes()).hexdigest() == digest, rel
     assert set(vendor_sources()) <= set(manifest["files"])
+
+
+def test_shipped_files_are_not_ignored_by_git() -> None:
+    """A clone must get them: no .gitignore pattern (such as `dist/`) may hide one."""
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    files = sorted(_manifest()["files"])
+    done = subprocess.run(["git", "check-ignore", "--no-index", *(f"server/vendor/{f}" for f in files)],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert done.stdout == "", f"ignored by git: {done.stdout}"
 
 
 def test_regenerating_from_node_modules_gives_identical_bytes(tmp_path: Path) -> None:
