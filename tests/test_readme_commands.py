@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -80,6 +81,10 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert done.returncode == 0, done.stderr
     for extras in ("server,client", "server,client,test,bench"):
         (venv / f".installed-{extras}").touch()
+    for tool in ("ruff", "mypy"):  # console scripts of the test extra, for scripts/check
+        (venv / "bin" / tool).symlink_to(Path(sys.executable).parent / tool)
+    if (ROOT / ".mypy_cache").is_dir():
+        shutil.copytree(ROOT / ".mypy_cache", where / ".mypy_cache")
     if (ROOT / "node_modules").is_dir():
         (where / "node_modules").symlink_to(ROOT / "node_modules")
     return where
@@ -198,3 +203,20 @@ def test_client_commands_and_the_socketio_example(clone: Path) -> None:
     lines = out.splitlines()
     assert lines[0].startswith("{'ok': True") and lines[1:] == ["0", "1", "4", "9", "16", "completed 5"], out
 
+
+
+def test_scripts_check_fails_on_a_ruff_or_mypy_finding(clone: Path) -> None:
+    """scripts/check (run by scripts/test and so by CI) fails on findings of either tool."""
+    probe = clone / "server" / "lint_probe.py"
+    try:
+        probe.write_text("import os\n")  # ruff F401: imported but unused
+        done = subprocess.run("scripts/check", shell=True, cwd=clone, env=_env(clone), capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode != 0 and "F401" in done.stdout + done.stderr, done
+        probe.write_text('def untyped(x):\n    return x\n')  # mypy --strict: no annotation
+        done = subprocess.run("scripts/check", shell=True, cwd=clone, env=_env(clone), capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode != 0, done
+        assert "lint_probe.py" in done.stdout and "missing a type annotation" in done.stdout, done
+    finally:
+        probe.unlink()
