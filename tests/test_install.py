@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import sysconfig
@@ -66,6 +67,41 @@ def test_wheel_claims_only_its_own_top_level_names(wheel: Path) -> None:
     assert "pipelines/py.typed" in names
 
 
+def test_engine_alone_needs_only_pydantic(wheel: Path, venv: Path, tmp_path: Path) -> None:
+    """`pip install pipelines` pulls in no web, terminal or metrics library, and needs none."""
+    with zipfile.ZipFile(wheel) as zf:
+        meta = zf.read(next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))).decode()
+    base = [line.split(":", 1)[1].strip() for line in meta.splitlines()
+            if line.startswith("Requires-Dist:") and "extra ==" not in line]
+    assert [re.split(r"[<>=!~ ;\[]", req)[0].lower() for req in base] == ["pydantic"], base
+    extras = {line.split(":", 1)[1].strip() for line in meta.splitlines()
+              if line.startswith("Provides-Extra:")}
+    assert {"server", "client"} <= extras
+    # The engine runs with the service's and the client's libraries made unimportable.
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in {'aiohttp', 'socketio', 'engineio', 'rich', 'prometheus_client',"
+        " 'yaml', 'pydantic_settings'}:\n"
+        "            raise ImportError(f'blocked: {name}')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import asyncio\n"
+        "from pipelines import Plumber\n"
+        "async def src(self, output_q, n: int):\n"
+        "    for i in range(n):\n"
+        "        await output_q.put(i)\n"
+        "async def sq(self, q_elt):\n"
+        "    return q_elt[0] ** 2\n"
+        "async def main():\n"
+        "    p = Plumber({'nodes': {'s': {'coro': src, 'args': {'n': 4}}, 'q': {'coro': sq}},"
+        " 'graph': {'s': ['q'], 'q': None}}, collect=True)\n"
+        "    print([r.value async for r in p.results()])\n"
+        "asyncio.run(main())\n"
+    )
+    assert _run(venv / "bin" / "python", "-c", code, cwd=tmp_path).strip() == "[0, 1, 4, 9]"
+
+
 def test_installed_names_and_no_checkout(venv: Path, tmp_path: Path) -> None:
     code = (
         "import importlib.util, pipelines, pipelines_server, pipelines_client;"
@@ -85,6 +121,7 @@ async def installed_url(venv: Path, tmp_path_factory: pytest.TempPathFactory) ->
     env.pop("PYTHONPATH", None)
     proc = await asyncio.create_subprocess_exec(
         str(venv / "bin" / "pipelines-server"), "--host", "127.0.0.1", "--port", str(port),
+        "--demo-sleep-scale", "0.05",
         cwd=tmp_path_factory.mktemp("elsewhere"), env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )
@@ -141,3 +178,14 @@ async def test_installed_server_runs_a_pipeline(installed_url: str) -> None:
         done = await rec.wait_done(within=30)
     assert done["status"] == "completed", done
     assert sorted(rec.results()) == [0, 1, 4, 9, 16]
+
+
+@in_module_loop
+async def test_installed_client_script_runs_the_demo(installed_url: str, venv: Path, tmp_path: Path) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        str(venv / "bin" / "pipelines-client"), "demo", "--url", installed_url, cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    assert len(out.decode().splitlines()) == 10 and "done: completed, 10 results" in err.decode()
