@@ -182,7 +182,7 @@ def test_server_commands(clone: Path) -> None:
     assert "--max-nodes" in out and "PIPELINES_MAX_NODES" in out
 
 
-def test_client_commands_and_the_socketio_example(clone: Path) -> None:
+def test_client_commands_and_the_socketio_example(clone: Path, tmp_path: Path) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with _serving("python server.py", clone, port, PIPELINES_PORT=str(port), PIPELINES_HOST="127.0.0.1",
@@ -197,9 +197,9 @@ def test_client_commands_and_the_socketio_example(clone: Path) -> None:
         section = (clone / "README.md").read_text(encoding="utf-8").split("<!-- section:server -->")[1]
         code = re.search(r"```python\n(.*?)```", section, re.S)
         assert code is not None
-        script = clone / "readme_sio_example.py"
+        script = tmp_path / "readme_sio_example.py"  # outside the clone: scripts/check lints it
         script.write_text(code.group(1).replace("http://localhost:8080", url))
-        out = _run(f"python {script.name}", clone)
+        out = _run(f"python {script}", clone)
     lines = out.splitlines()
     assert lines[0].startswith("{'ok': True") and lines[1:] == ["0", "1", "4", "9", "16", "completed 5"], out
 
