@@ -67,8 +67,19 @@ def test_wheel_claims_only_its_own_top_level_names(wheel: Path) -> None:
     assert "pipelines/py.typed" in names
 
 
-def test_engine_alone_needs_only_pydantic(wheel: Path, venv: Path, tmp_path: Path) -> None:
-    """`pip install pipelines` pulls in no web, terminal or metrics library, and needs none."""
+@pytest.fixture(scope="module")
+def engine_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh venv with `pip install pipelines` from the wheel: the engine and its dependencies."""
+    where = tmp_path_factory.mktemp("engine")
+    env_dir = where / "venv"
+    _run(sys.executable, "-m", "venv", "--without-pip", env_dir, cwd=where)
+    python = env_dir / "bin" / "python"
+    _run(sys.executable, "-m", "pip", "--python", python, "install", "-q", wheel, cwd=where)
+    return env_dir
+
+
+def test_engine_alone_needs_only_pydantic(wheel: Path, engine_venv: Path, tmp_path: Path) -> None:
+    """`pip install pipelines` pulls in no web, terminal or metrics library, and runs without."""
     with zipfile.ZipFile(wheel) as zf:
         meta = zf.read(next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))).decode()
     base = [line.split(":", 1)[1].strip() for line in meta.splitlines()
@@ -77,17 +88,12 @@ def test_engine_alone_needs_only_pydantic(wheel: Path, venv: Path, tmp_path: Pat
     extras = {line.split(":", 1)[1].strip() for line in meta.splitlines()
               if line.startswith("Provides-Extra:")}
     assert {"server", "client"} <= extras
-    # The engine runs with the service's and the client's libraries made unimportable.
+    python = engine_venv / "bin" / "python"
     code = (
-        "import sys\n"
-        "class Block:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] in {'aiohttp', 'socketio', 'engineio', 'rich', 'prometheus_client',"
-        " 'yaml', 'pydantic_settings'}:\n"
-        "            raise ImportError(f'blocked: {name}')\n"
-        "sys.meta_path.insert(0, Block())\n"
-        "import asyncio\n"
+        "import asyncio, importlib.util\n"
         "from pipelines import Plumber\n"
+        "print([m for m in ('aiohttp', 'socketio', 'rich', 'prometheus_client', 'yaml')"
+        " if importlib.util.find_spec(m)])\n"
         "async def src(self, output_q, n: int):\n"
         "    for i in range(n):\n"
         "        await output_q.put(i)\n"
@@ -99,7 +105,21 @@ def test_engine_alone_needs_only_pydantic(wheel: Path, venv: Path, tmp_path: Pat
         "    print([r.value async for r in p.results()])\n"
         "asyncio.run(main())\n"
     )
-    assert _run(venv / "bin" / "python", "-c", code, cwd=tmp_path).strip() == "[0, 1, 4, 9]"
+    assert _run(python, "-c", code, cwd=tmp_path).splitlines() == ["[]", "[0, 1, 4, 9]"]
+
+
+@pytest.mark.parametrize("script", ["pipelines-server", "pipelines-client"])
+def test_a_script_without_its_extra_says_what_to_install(
+    engine_venv: Path, tmp_path: Path, script: str
+) -> None:
+    done = subprocess.run([str(engine_venv / "bin" / script), "--help"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    extra = script.removeprefix("pipelines-")
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"{script}: error: {done.stderr.split()[2]} is missing: install the {extra} extra, "
+        f"pip install 'pipelines[{extra}]'"
+    ], done.stderr
 
 
 def test_installed_names_and_no_checkout(venv: Path, tmp_path: Path) -> None:
