@@ -111,9 +111,9 @@ def settings_from_args(argv: Sequence[str] | None = None) -> Settings:
             for e in exc.errors()
         ))
     except SettingsError as exc:
-        # pydantic-settings could not parse an environment variable (e.g. a list field).
-        field = str(exc).split('"')[1] if '"' in str(exc) else ""
-        parser.error(f"{_origin(field, overrides) if field else 'environment'}: {exc}")
+        # pydantic-settings could not decode an environment variable (a JSON-typed field).
+        field = re.search(r'field "(\w+)"', str(exc))
+        parser.error(f"{_origin(field.group(1), overrides) if field else 'environment'}: {exc}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
