@@ -1,4 +1,4 @@
-"""Start-up failures: one clear line on stderr, no traceback, a non-zero exit.
+"""Start-up: the last lines say where the page is; failures are one line, no traceback.
 
 Each case starts `python server.py` (or the set-up script) as a user would and reads what it
 prints: a port in use, a bad environment variable (named as the variable), an unknown log
@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from server.__main__ import _announce
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -116,3 +118,22 @@ def test_setup_script_without_npm(tmp_path: Path) -> None:
     assert "should not get here" not in done.stdout
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("scripts/needs-npm: npm is missing"), lines
+
+
+@pytest.mark.parametrize(
+    ("banner", "url"),
+    [
+        ("======== Running on http://0.0.0.0:8080 ========\n(Press CTRL+C to quit)", "http://localhost:8080"),
+        ("======== Running on http://[::]:9000 ========", "http://localhost:9000"),
+        ("======== Running on http://10.1.2.3:8081 ========", "http://10.1.2.3:8081"),
+        ("======== Running on http://[fe80::1]:8082 ========", "http://[fe80::1]:8082"),
+    ],
+)
+def test_start_up_output_ends_with_the_page_and_the_client_demo(
+    caplog: pytest.LogCaptureFixture, banner: str, url: str
+) -> None:
+    caplog.set_level("INFO", logger="server")
+    _announce(banner)
+    lines = [r.getMessage() for r in caplog.records if r.name == "server"]
+    assert lines[-2] == f"the page: {url}/"
+    assert lines[-1].startswith("the client demo: ") and lines[-1].endswith(f" demo --url {url}")
