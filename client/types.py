@@ -66,8 +66,11 @@ class PipelineInfo:
 class DoneReport:
     """The ``done`` event: how the pipeline ended.
 
-    ``nodes`` maps node name to ``{"in", "out", "errors", "unpaired"}``; ``error`` is the
-    error object of a failed run.
+    The same fields, under the same names, as the library's ``RunReport.to_dict()`` (status,
+    elapsed, results, nodes, error), plus the service's own: ``pipeline_id`` and ``skipped``
+    (results the server could not send). ``nodes`` maps node name to ``{"in", "out", "errors",
+    "retries", "dropped", "unpaired", "status"}`` (a source's ``in`` is what it produced, as in
+    the library); ``error`` is the error object of a failed run.
     """
 
     pipeline_id: str | None
@@ -76,6 +79,7 @@ class DoneReport:
     results: int
     nodes: dict[str, dict[str, Any]]
     error: dict[str, Any] | None
+    skipped: int = 0
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
 
     @property
@@ -111,6 +115,7 @@ class DoneReport:
                 else {}
             ),
             error=dict(error) if isinstance(error, Mapping) else None,
+            skipped=int(payload.get("skipped") or 0),
             raw=dict(payload),
         )
 

@@ -17,7 +17,7 @@ from .errors import (
 from .plumber import Plumber, compile_spec
 from .processor import DROP, InputProcessor, OutputQueue, Processor
 from .registry import CoroInfo, CoroKind, Registry, inspect_coroutine
-from .report import ItemError, NodeReport, Result, RunReport, RunStatus
+from .report import ItemError, LogSkippedItems, NodeReport, Result, RunReport, RunStatus
 from .spec import (
     DEFAULT_CONCURRENCY,
     DEFAULT_QUEUE_SIZE,
@@ -39,6 +39,7 @@ __all__ = [
     "GraphSpec",
     "InputProcessor",
     "ItemError",
+    "LogSkippedItems",
     "ItemTimeout",
     "LimitExceeded",
     "NodeFailed",

@@ -15,7 +15,7 @@ from .channel import Channel, Waker
 from .errors import PipelineError, RegistryError, SpecError, SpecIssue, Stalled
 from .processor import InputProcessor, MergeInlet, Processor, ZipInlet
 from .registry import CoroInfo, Registry, inspect_coroutine
-from .report import ItemError, NodeReport, Result, RunReport, RunStatus
+from .report import ItemError, LogSkippedItems, NodeReport, Result, RunReport, RunStatus
 from .spec import LIBRARY_LIMITS, GraphSpec, SpecLimits, Topology, check_graph, parse_spec
 
 __all__ = ["Plumber", "ResultSink", "compile_spec", "CompiledNode"]
@@ -177,7 +177,9 @@ class Plumber:
     :param collect: keep output values for :meth:`results` / :meth:`result_batches`;
         when false they are only counted.
     :param result_buffer: how many output values may wait for the reader before outputs wait.
-    :param on_item_error: called with an :class:`ItemError` for every item skipped on error.
+    :param on_item_error: called with an :class:`ItemError` for every item skipped on error;
+        the default, :class:`LogSkippedItems`, logs them as warnings (rate-limited) on the
+        ``pipelines.report`` logger. Pass ``lambda err: None`` to keep them only in the report.
     """
 
     # Started pipelines stay referenced until they end, even if the caller drops the Plumber
@@ -206,7 +208,7 @@ class Plumber:
         self._sink = ResultSink(collect, len(self.topo.outputs), max(1, result_buffer))
         self.nodes: dict[str, Processor] = {}
         self._edges: list[tuple[str, str, Channel]] = []
-        self._build(compiled, on_item_error)
+        self._build(compiled, on_item_error if on_item_error is not None else LogSkippedItems())
         self._task: asyncio.Task[None] | None = None
         self._status = RunStatus.PENDING
         self._report: RunReport | None = None
@@ -283,6 +285,8 @@ class Plumber:
             snap = n.metrics.snapshot()
             snap.update(coro=n.coro_name, kind=n.kind, inflight=n.inflight, queue=n.queue_depth(),
                         unpaired=n.unpaired())
+            if isinstance(n, InputProcessor):
+                snap["in"] = snap["out"]  # a source's `in` is what it produced (as in the report)
             nodes[n.name] = snap
         return {
             "status": self._status.value,
@@ -295,7 +299,10 @@ class Plumber:
 
     def _make_report(self, error: PipelineError | None = None) -> RunReport:
         nodes = {
-            n.name: NodeReport(n.name, n.metrics.items_in, n.metrics.items_out, n.metrics.errors,
+            # A source's `in` is what it produced, however the run ended (live metrics agree).
+            n.name: NodeReport(n.name,
+                               n.metrics.items_out if isinstance(n, InputProcessor) else n.metrics.items_in,
+                               n.metrics.items_out, n.metrics.errors,
                                n.metrics.retries, n.metrics.dropped, n.unpaired(),
                                n.metrics.status, list(n.first_errors))
             for n in self.nodes.values()
@@ -453,10 +460,20 @@ class Plumber:
             ch.abandon()
 
     async def results(self) -> AsyncIterator[Result]:
-        """Output values one by one (see :meth:`result_batches`)."""
+        """Output values one by one (see :meth:`result_batches`).
+
+        After the last value of a run that failed, it raises the error that stopped the run
+        (as the client's ``async for item in run`` does); a completed or cancelled run just
+        ends. :meth:`wait` returns the report either way.
+
+        :raises PipelineError: after the last result, when the run failed.
+        """
         async for batch in self.result_batches():
             for r in batch:
                 yield r
+        report = self._report if self._report is not None else await self.wait()
+        if report.status is RunStatus.FAILED:
+            raise report.error if report.error is not None else PipelineError("the pipeline failed")
 
 
 def _first_error(group: BaseExceptionGroup[Any]) -> PipelineError | None:

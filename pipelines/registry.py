@@ -22,6 +22,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _SOURCE_PARAM_NAMES = {"output_q", "q_out", "output_queue", "out_q"}
+# The contract's name for a processor's item (and tuple, its type): a library coroutine that
+# takes one is a processor, so a graph that makes it an input node is refused, as the service
+# refuses a registered processor there.
+_PROCESSOR_PARAM_NAMES = {"q_elt"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +107,8 @@ def inspect_coroutine(
         ann = hints.get(second.name)
         if second.name in _SOURCE_PARAM_NAMES or ann is asyncio.Queue:
             kind = "source"
+        elif second.name in _PROCESSOR_PARAM_NAMES or ann is tuple or typing.get_origin(ann) is tuple:
+            kind = "processor"
     fields: dict[str, Any] = {}
     accepts_extra = False
     for p in params[2:] if len(positional) >= 2 else []:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import enum
+import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from .errors import PipelineError
 
-__all__ = ["RunStatus", "ItemError", "NodeReport", "RunReport", "Result"]
+__all__ = ["RunStatus", "ItemError", "LogSkippedItems", "NodeReport", "RunReport", "Result"]
+
+logger = logging.getLogger(__name__)
 
 
 class RunStatus(enum.StrEnum):
@@ -45,6 +49,32 @@ class ItemError:
     def to_dict(self) -> dict[str, str]:
         return {"node": self.node, "item": self.item, "error_type": self.error_type,
                 "message": self.message}
+
+
+class LogSkippedItems:
+    """The default ``on_item_error``: log each skipped item as a warning, rate-limited.
+
+    At most one line per node every `interval` seconds; the next line says how many items of that
+    node were skipped in between. Every skipped item is still counted in the report.
+    """
+
+    def __init__(self, interval: float = 5.0) -> None:
+        self.interval = interval
+        self._last: dict[str, float] = {}
+        self._quiet: dict[str, int] = {}
+
+    def __call__(self, err: ItemError) -> None:
+        now = time.monotonic()
+        last = self._last.get(err.node)
+        if last is not None and now - last < self.interval:
+            self._quiet[err.node] = self._quiet.get(err.node, 0) + 1
+            return
+        self._last[err.node] = now
+        quiet = self._quiet.pop(err.node, 0)
+        logger.warning(
+            "node %r skipped item %s: %s: %s%s", err.node, err.item, err.error_type, err.message,
+            f" (and {quiet} more skipped since the last such line)" if quiet else "",
+        )
 
 
 @dataclass(slots=True)

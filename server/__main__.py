@@ -4,28 +4,51 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import os
+import re
+import shutil
 import sys
 import types
 import typing
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from pydantic import SecretStr, ValidationError
+from pydantic_settings import SettingsError
 
 from .app import create_app
 from .keys import SESSIONS
 from .registries import RegistryLoadError, load_coroutines
 from .settings import Settings
+from .static_files import StaticFilesMissing
 
-__all__ = ["CONNECTION_GRACE", "main", "build_parser", "settings_from_args"]
+__all__ = ["CONNECTION_GRACE", "PROG", "main", "build_parser", "settings_from_args"]
 
 logger = logging.getLogger("server")
 
 #: Seconds aiohttp waits for connections still open after the on_shutdown hook.
 CONNECTION_GRACE = 1.0
+
+#: The name start-up errors begin with.
+PROG = "pipelines-server"
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (no usage block): `PROG: error: ...`."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _fail(message: str, code: int = 1) -> typing.NoReturn:
+    """A start-up failure: one line on stderr, no traceback, a non-zero exit."""
+    print(f"{PROG}: error: {message}", file=sys.stderr)  # noqa: T201 - before logging exists
+    raise SystemExit(code)
 
 
 def _unwrap(annotation: Any) -> Any:
@@ -55,8 +78,8 @@ def _flag_type(annotation: Any) -> tuple[Any, str]:
 
 def build_parser() -> argparse.ArgumentParser:
     """One flag per Settings field (`max_nodes` -> `--max-nodes`)."""
-    parser = argparse.ArgumentParser(
-        prog="pipelines-server",
+    parser = _Parser(
+        prog=PROG,
         description="The pipelines socket.io service. Every flag also reads from an environment "
         "variable PIPELINES_<NAME>; a flag wins over the environment.",
         argument_default=argparse.SUPPRESS,
@@ -79,18 +102,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _origin(name: str, overrides: dict[str, Any]) -> str:
+    """Where a setting's bad value came from: its flag, or its environment variable."""
+    return "--" + name.replace("_", "-") if name in overrides else f"PIPELINES_{name.upper()}"
+
+
 def settings_from_args(argv: Sequence[str] | None = None) -> Settings:
-    """Settings from the environment, overridden by the flags in `argv`."""
+    """Settings from the environment, overridden by the flags in `argv`.
+
+    A bad value exits with status 2 and one line naming its flag or environment variable.
+    """
     parser = build_parser()
     overrides = vars(parser.parse_args(argv))
     try:
         return Settings(**overrides)
     except ValidationError as exc:
         parser.error("; ".join(
-            f"--{'.'.join(str(p) for p in e['loc']).replace('_', '-')}: {e['msg']}"
+            f"{_origin('.'.join(str(p) for p in e['loc']), overrides)}: "
+            + e["msg"].removeprefix("Value error, ")
             for e in exc.errors()
         ))
-        raise  # unreachable: parser.error exits
+    except SettingsError as exc:
+        # pydantic-settings could not decode an environment variable (a JSON-typed field).
+        field = re.search(r'field "(\w+)"', str(exc))
+        parser.error(f"{_origin(field.group(1), overrides) if field else 'environment'}: {exc}")
 
 
 def _event_loop(want_uvloop: bool) -> asyncio.AbstractEventLoop | None:
@@ -115,15 +150,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         # `--coroutines mypkg.nodes:registry` finds modules in the current directory (as
         # `python server.py` and uvicorn do), also when started as `pipelines-server`.
         sys.path.insert(0, os.getcwd())
-    level = getattr(logging, settings.log_level.upper(), logging.INFO)
+    level = logging.getLevelNamesMapping()[settings.log_level]
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if level > logging.DEBUG:
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     try:
         loaded = load_coroutines(settings)
     except RegistryLoadError as exc:
-        build_parser().exit(2, f"pipelines-server: error: {exc}\n")
-    app = create_app(settings, registry=loaded)
+        _fail(str(exc), 2)
+    try:
+        app = create_app(settings, registry=loaded)
+    except StaticFilesMissing as exc:
+        _fail(str(exc))
     by_source: dict[str, int] = {}
     for source in loaded.sources.values():
         by_source[source] = by_source.get(source, 0) + 1
@@ -131,6 +169,44 @@ def main(argv: Sequence[str] | None = None) -> None:
         logger.info("coroutines: %d from %s", count, source)
     logger.info("%d coroutines registered; test coroutines %s", len(app[SESSIONS].registry),
                 "ON" if settings.test_coroutines else "off")
+    try:
+        _run(app, settings)
+    except OSError as exc:
+        # Binding happens inside run_app; anything else it raises is not a start-up failure.
+        if exc.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+            raise
+        _fail(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc} "
+              "(choose another --port / PIPELINES_PORT or --host / PIPELINES_HOST)")
+    logger.info("stopped")
+
+
+def _client_command() -> str:
+    """How to start this installation's client, as the user can type it from here."""
+    script = Path(sys.executable).parent / "pipelines-client"
+    if not script.exists() or shutil.which("pipelines-client") == str(script):
+        return "pipelines-client"
+    cwd = Path.cwd()
+    return str(script.relative_to(cwd)) if script.is_relative_to(cwd) else str(script)
+
+
+def _announce(text: str) -> None:
+    """aiohttp's "Running on URL" banner, then the page's URL and the client demo's command."""
+    logger.info("%s", " ".join(text.split()))
+    match = re.search(r"https?://\S+", text)
+    if match is None:
+        return
+    parts = urlsplit(match.group(0))
+    host = parts.hostname or "localhost"
+    if host in ("0.0.0.0", "::", "127.0.0.1", "::1"):
+        host = "localhost"
+    elif ":" in host:
+        host = f"[{host}]"
+    url = f"{parts.scheme}://{host}:{parts.port}"
+    logger.info("the page: %s/", url)
+    logger.info("the client demo: %s demo --url %s", _client_command(), url)
+
+
+def _run(app: web.Application, settings: Settings) -> None:
     web.run_app(
         app,
         loop=_event_loop(settings.uvloop),
@@ -140,10 +216,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         # waits for open connections; a websocket whose peer does not close it is not worth
         # more than a moment after that.
         shutdown_timeout=CONNECTION_GRACE,
-        print=lambda text: logger.info("%s", " ".join(text.split())),
+        print=_announce,
         access_log=logging.getLogger("aiohttp.access"),
     )
-    logger.info("stopped")
 
 
 if __name__ == "__main__":

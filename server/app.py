@@ -74,8 +74,9 @@ async def _placeholder_page(request: web.Request) -> web.Response:
 
 
 def _setup_page(app: web.Application) -> None:
-    if importlib.util.find_spec("server.static_files") is not None:
-        module = importlib.import_module("server.static_files")
+    # Relative: the package is `server` in a checkout and `pipelines_server` when installed.
+    if importlib.util.find_spec(".static_files", __package__) is not None:
+        module = importlib.import_module(".static_files", __package__)
         module.setup_static(app)
     else:
         app.router.add_get("/", _placeholder_page)

@@ -175,6 +175,14 @@ class Settings(BaseSettings):
         "entry-point group `pipelines.coroutines`."
     )
 
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        known = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+        if value.upper() not in known:
+            raise ValueError(f"unknown log level {value!r}; use one of {', '.join(known)}")
+        return value.upper()
+
     @field_validator("redis_url")
     @classmethod
     def _check_redis_url(cls, value: str | None) -> str | None:

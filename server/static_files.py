@@ -1,8 +1,13 @@
 """The browser page: GET / and an explicit list of static and vendored browser files.
 
 Only the files named in this module are served. A whole folder is never exposed (so nothing
-else in ``static/`` or ``node_modules/`` is reachable), and a symlink is never followed: each
+else in ``static/`` or the vendor folder is reachable), and a symlink is never followed: each
 file must be a regular file inside its root, checked once when the app is built.
+
+The page's own files are ``static/`` in a checkout and ``pipelines_server/static`` when
+installed. Its browser libraries are shipped in ``vendor/`` next to this module (both ways):
+copies of the npm packages pinned by package-lock.json, with their licence files and a
+``manifest.json``, written by ``scripts/vendor`` from ``node_modules``.
 """
 
 from __future__ import annotations
@@ -19,19 +24,23 @@ from pathlib import Path
 from aiohttp import web
 
 __all__ = [
-    "NODE_MODULES_DIR",
     "STATIC_DIR",
+    "VENDOR_DIR",
     "StaticFile",
     "StaticFilesMissing",
     "page_files",
     "setup_static",
+    "vendor_sources",
 ]
 
 logger = logging.getLogger(__name__)
 
-ROOT_DIR = Path(__file__).resolve().parent.parent
-STATIC_DIR = ROOT_DIR / "static"
-NODE_MODULES_DIR = ROOT_DIR / "node_modules"
+_PACKAGE_DIR = Path(__file__).resolve().parent
+# Installed: pipelines_server/static; in a checkout: static/ beside server/.
+STATIC_DIR = (
+    _PACKAGE_DIR / "static" if (_PACKAGE_DIR / "static").is_dir() else _PACKAGE_DIR.parent / "static"
+)
+VENDOR_DIR = _PACKAGE_DIR / "vendor"
 
 _JS = "text/javascript; charset=utf-8"
 _CSS = "text/css; charset=utf-8"
@@ -60,8 +69,9 @@ _STATIC: tuple[tuple[str, str, str], ...] = (
     ("/static/js/share.js", "js/share.js", _JS),
 )
 
-# (url path, file relative to node_modules/, content type): self-contained browser builds
-# (ES modules, no bare imports), mapped to names by the import map in static/index.html.
+# (url path, file relative to node_modules/ and to vendor/, content type): self-contained browser
+# builds (ES modules, no bare imports), mapped to names by the import map in static/index.html.
+# After adding one here (and its package to package.json), run scripts/vendor.
 _VENDOR: tuple[tuple[str, str, str], ...] = (
     (
         "/vendor/socket.io.esm.min.js",
@@ -102,31 +112,32 @@ def _checked(root: Path, relative: str, url: str, content_type: str, hint: str) 
     return StaticFile(url=url, path=path, content_type=content_type)
 
 
-def page_files(
-    static_dir: Path = STATIC_DIR, node_modules_dir: Path = NODE_MODULES_DIR
-) -> list[StaticFile]:
+def vendor_sources() -> list[str]:
+    """The vendored files, as paths relative to node_modules/ (and to the vendor folder)."""
+    return [rel for _url, rel, _ctype in _VENDOR]
+
+
+_VENDOR_HINT = (
+    "In a checkout, run scripts/vendor (it copies them from the npm packages pinned by "
+    "package-lock.json); an installed package is incomplete: reinstall it."
+)
+
+
+def page_files(static_dir: Path = STATIC_DIR, vendor_dir: Path = VENDOR_DIR) -> list[StaticFile]:
     """Every file the page serves besides index.html, checked to exist as regular files.
 
-    :raises StaticFilesMissing: a file is missing (for node_modules: run the README set-up).
+    :raises StaticFilesMissing: a file is missing.
     """
-    if not node_modules_dir.is_dir():
+    if not vendor_dir.is_dir():
         raise StaticFilesMissing(
-            f"{node_modules_dir} is missing: the page needs its browser libraries. "
-            "Run the README set-up (`npm ci` in the project root, which scripts/serve and "
-            "scripts/test do for you)."
+            f"{vendor_dir} is missing: the page needs its browser libraries. {_VENDOR_HINT}"
         )
     files = [
         _checked(static_dir, rel, url, ctype, "The static/ folder is incomplete.")
         for url, rel, ctype in _STATIC
     ]
     files += [
-        _checked(
-            node_modules_dir,
-            rel,
-            url,
-            ctype,
-            "Run the README set-up (`npm ci` in the project root) to install it.",
-        )
+        _checked(vendor_dir, rel, url, ctype, f"The page needs it. {_VENDOR_HINT}")
         for url, rel, ctype in _VENDOR
     ]
     return files
@@ -174,15 +185,15 @@ def setup_static(
     app: web.Application,
     *,
     static_dir: Path = STATIC_DIR,
-    node_modules_dir: Path = NODE_MODULES_DIR,
+    vendor_dir: Path = VENDOR_DIR,
 ) -> None:
     """Register GET / (the page) and GET for each file on the explicit list.
 
     :param app: the application to add the routes to.
-    :raises StaticFilesMissing: at start-up, when node_modules (or a listed file) is missing.
+    :raises StaticFilesMissing: at start-up, when a listed file is missing.
     """
     index = _checked(static_dir, "index.html", "/", _HTML, "The static/ folder is incomplete.")
-    files = page_files(static_dir, node_modules_dir)
+    files = page_files(static_dir, vendor_dir)
     index_headers = {
         "Content-Type": _HTML,
         "Cache-Control": "no-cache",

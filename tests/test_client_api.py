@@ -79,7 +79,7 @@ async def test_results_in_order_with_report(client: PipelinesClient) -> None:
 
 
 async def test_submit_from_file_and_recv_mode(client: PipelinesClient) -> None:
-    run = await client.submit(GRAPHS / "seed_readme.yaml")
+    run = await client.submit(GRAPHS / "pair_with_reverse.yaml")
     pairs = [item.value async for item in run]
     assert [p[1] for p in pairs] == [p[0][::-1] for p in pairs] and len(pairs) == 4
 

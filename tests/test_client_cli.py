@@ -145,8 +145,8 @@ async def test_run_fanout_zip_example(url: str) -> None:
     assert [r["seq"] for r in rows] == list(range(40))
 
 
-async def test_run_seed_readme_example_pairs_strings_with_reverse(url: str) -> None:
-    result = await cli("run", str(GRAPHS / "seed_readme.yaml"), "--url", url)
+async def test_run_pair_with_reverse_example_pairs_strings_with_reverse(url: str) -> None:
+    result = await cli("run", str(GRAPHS / "pair_with_reverse.yaml"), "--url", url)
     assert result.code == 0, result.err
     pairs = [json.loads(line) for line in result.out.splitlines()]
     assert len(pairs) == 4
@@ -381,7 +381,7 @@ async def test_failure_on_a_terminal_is_plain_too(url: str, graph_file: GraphFil
 
 
 async def test_plain_output_when_not_a_terminal(url: str) -> None:
-    result = await cli("run", str(GRAPHS / "seed_readme.yaml"), "--url", url)
+    result = await cli("run", str(GRAPHS / "pair_with_reverse.yaml"), "--url", url)
     assert result.code == 0
     assert "\x1b[" not in result.out + result.err
     assert "nodes done" not in result.out + result.err

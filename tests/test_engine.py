@@ -766,9 +766,14 @@ async def test_failing_node_still_passes_on_what_came_before() -> None:
                       "b": {"coro": boom_on_3, "properties": {"on_error": "fail"}}},
             "graph": {"a": ["b"]}}
     p = Plumber(spec, coro_map=ident, collect=True)
-    got = [r.value for r in await asyncio.wait_for(collect_all(p), 5)]
+    got: list[int] = []
+    # results() hands out what came before, then raises the error that failed the run.
+    with pytest.raises(NodeFailed, match="three is bad"):
+        async with asyncio.timeout(5):
+            async for r in p.results():
+                got.append(r.value)
     report = await p.wait()
-    assert report.status is RunStatus.FAILED
+    assert report.status is RunStatus.FAILED and isinstance(report.error, NodeFailed)
     assert got == [0, 1, 2]
 
 

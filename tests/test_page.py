@@ -128,9 +128,9 @@ def slow_spec(stop: int = 5000) -> dict[str, Any]:
     }
 
 
-async def test_missing_node_modules_is_a_clear_start_up_error(tmp_path: Path) -> None:
-    with pytest.raises(StaticFilesMissing, match="README set-up"):
-        setup_static(web.Application(), node_modules_dir=tmp_path / "node_modules")
+async def test_missing_vendor_files_are_a_clear_start_up_error(tmp_path: Path) -> None:
+    with pytest.raises(StaticFilesMissing, match="scripts/vendor"):
+        setup_static(web.Application(), vendor_dir=tmp_path / "vendor")
 
 
 async def test_a_symlinked_file_is_refused(tmp_path: Path) -> None:
