@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import socketio  # type: ignore[import-untyped]
 from aiohttp import web
 
+from .admission import ADMISSION, Admission
 from .coroutines import build_registry
 from .handlers import register_handlers
 from .keys import SESSIONS, SETTINGS, SIO
@@ -21,6 +22,7 @@ from .routes import setup_routes
 from .session import SessionManager
 from .settings import Settings
 from .watchdog import LoopWatchdog
+from .wire import install_guard, library_logger
 
 __all__ = ["create_app", "SETTINGS", "SESSIONS", "SIO", "origin_checker"]
 
@@ -131,12 +133,16 @@ def create_app(settings: Settings | None = None) -> web.Application:
         max_http_buffer_size=settings.max_message_bytes,
         ping_interval=settings.ping_interval,
         ping_timeout=settings.ping_timeout,
-        logger=False,
-        engineio_logger=False,
+        logger=library_logger("socketio", settings.log_lines_per_minute, settings.log_burst),
+        engineio_logger=library_logger(
+            "engineio", settings.log_lines_per_minute, settings.log_burst),
     )
-    sio.attach(app)
     manager = SessionManager(settings, sio, registry)
-    register_handlers(sio, manager)
+    admission = Admission(settings, manager.stats)
+    install_guard(sio, manager, admission)
+    sio.attach(app)
+    register_handlers(sio, manager, admission)
+    app[ADMISSION] = admission
     app[SETTINGS] = settings
     app[SIO] = sio
     app[SESSIONS] = manager
