@@ -107,6 +107,7 @@ class _Guard:
         self.settings = manager.settings
         self.stats = manager.stats
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.websockets: dict[str, Any] = {}  # engine.io sid -> its GuardedWebSocket
 
     # -- refusals --------------------------------------------------------------------------
     def _log(self, address: str, text: str, *args: Any) -> None:
@@ -134,13 +135,22 @@ class _Guard:
             task.add_done_callback(self._tasks.discard)
 
     async def _disconnect(self, eio_sid: str) -> None:
-        try:
-            async with asyncio.timeout(max(1.0, self.settings.shutdown_timeout)):
-                await self.eio.disconnect(eio_sid)
-        except TimeoutError:
-            sock = self.eio.sockets.get(eio_sid)
-            if sock is not None:
-                await sock.close(wait=False, abort=True)
+        """Close an engine.io connection: the session is torn down first, then what is queued
+        is flushed to a websocket (briefly); a long-polling one is dropped at once (nobody may
+        come to fetch its queue)."""
+        sock = self.eio.sockets.get(eio_sid)
+        if sock is None:
+            return
+        await sock.close(wait=False, reason=self.eio.reason.SERVER_DISCONNECT)
+        if sock.upgraded:
+            try:
+                await asyncio.wait_for(sock.queue.join(), 2.0)
+            except TimeoutError:
+                pass
+        self.eio.sockets.pop(eio_sid, None)
+        ws = self.websockets.pop(eio_sid, None)
+        if ws is not None:  # a client that ignores the close packet is cut off too
+            await ws.close()
 
     # -- HTTP: the handshake -----------------------------------------------------------------
     def wrap_request(
@@ -255,6 +265,16 @@ class _Guard:
 
         class GuardedWebSocket(base):  # type: ignore[misc]
             """engine.io's aiohttp websocket, refusing frames engine.io would choke on."""
+
+            async def __call__(self, environ: dict[str, Any]) -> Any:
+                sid = getattr(getattr(self.handler, "__self__", None), "sid", None)
+                if sid is not None:
+                    guard.websockets[sid] = self
+                try:
+                    return await super().__call__(environ)
+                finally:
+                    if sid is not None and guard.websockets.get(sid) is self:
+                        del guard.websockets[sid]
 
             async def wait(self) -> Any:
                 data = await super().wait()
