@@ -212,6 +212,8 @@ def check_payload(value: Any, *, max_depth: int, path: str = "") -> None:
             raise PayloadProblem(
                 where or "payload", f"not an acceptable JSON number: {item.text!r}"
             )
+        if kind is CheckedPayload:  # checked already (by the frame decoder, off the loop)
+            continue
         if kind is dict or kind is _DuplicateKeys:
             if kind is _DuplicateKeys:
                 raise PayloadProblem(

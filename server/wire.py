@@ -37,7 +37,14 @@ import socketio  # type: ignore[import-untyped]
 from aiohttp import web
 
 from .admission import Admission
-from .payload import INVALID_EVENT, OVER_BUDGET_EVENT
+from .payload import (
+    INVALID_EVENT,
+    OVER_BUDGET_EVENT,
+    CheckedPayload,
+    PayloadProblem,
+    SafePacket,
+    check_payload,
+)
 from .protocol import error, fail
 from .session import SessionManager, oneline
 
@@ -58,6 +65,9 @@ _BINARY_ACK_ID = re.compile(r"[56]\d{1,10}-(?:/[^,]{0,100},)?(\d{1,15})")
 #: Longest engine.io frame of a type other than MESSAGE (`2probe`, `3probe`, `5`, ...).
 _MAX_CONTROL_FRAME = 16
 _ADDRESS = web.RequestKey("pipelines_address", str)
+#: Event frames longer than this are decoded and shape-checked in a worker thread: a 1 MB frame
+#: of small values takes a few hundred ms of pure-Python work, which would stall every session.
+THREAD_DECODE_BYTES = 32_768
 
 
 class ThrottledLog(logging.Filter):
@@ -236,6 +246,9 @@ class _Guard:
             address = self.admission.address_for(eio_sid)
             if data[:1] == "2":
                 data = self._cut(address, data)
+            if data[:1] == "2" and len(data) > THREAD_DECODE_BYTES:
+                await self._big_event(eio_sid, address, data)
+                return
             started = time.perf_counter()
             try:
                 await message(eio_sid, data)
@@ -246,6 +259,36 @@ class _Guard:
                 self.admission.charge(address, time.perf_counter() - started)
 
         return on_message
+
+    async def _big_event(self, eio_sid: str, address: str, data: str) -> None:
+        """Decode and check a large event frame off the event loop, then dispatch it."""
+        pkt, seconds = await asyncio.to_thread(self._decode_checked, data)
+        self.admission.charge(address, seconds)
+        if pkt is None:
+            await self.refuse(eio_sid, kind="protocol_error", code="protocol_error",
+                              message="packet could not be decoded")
+            return
+        await self.sio._handle_event(eio_sid, pkt.namespace, pkt.id, pkt.data)
+
+    def _decode_checked(self, data: str) -> tuple[Any, float]:
+        """(In a worker thread.) The decoded packet, its top-level object arguments marked as
+        checked when they pass `check_payload`, and the thread's CPU seconds spent."""
+        started = time.thread_time()
+        try:
+            pkt = SafePacket(encoded_packet=data)
+        except (ValueError, RecursionError):
+            return None, time.thread_time() - started
+        args: Any = pkt.data
+        if isinstance(args, list):
+            for i in range(1, len(args)):
+                if type(args[i]) is not dict:
+                    continue
+                try:
+                    check_payload(args[i], max_depth=self.settings.max_payload_depth)
+                except PayloadProblem:
+                    continue  # the handler's own check reports it, with the argument's name
+                args[i] = CheckedPayload(args[i])
+        return pkt, time.thread_time() - started
 
     def _cut(self, address: str, data: str) -> str:
         """An event frame, or its head only when decoding it would be wasted or over budget."""

@@ -1,0 +1,111 @@
+"""Hostile client, CPU: decoding and validation are metered per address, cheap checks first.
+
+Thirty sessions validating near-limit specs, or connections sending 1 MB frames, used to take
+the server's time from everyone. Now an unknown event's frame is answered from its head without
+decoding its body, large frames are decoded off the event loop, and decoding plus validation
+are charged to the client address (`address_cpu_share`); an address over its share gets
+`rate_limited` until it recovers, while other addresses are served as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from hostile_util import ATTACKER, metric
+from rawsio import RawSio
+from reliability_util import finish_canary, healthz, start_canary
+from serverutil import serve
+
+__all__: list[str] = []
+
+
+def near_limit_spec(width: int = 62, items: int = 1000) -> dict[str, Any]:
+    """A valid spec close to the default limits: 64 nodes, 124 edges, ~57 KB of args."""
+    nodes: dict[str, Any] = {"src": {"coro": "Source.items", "args": {"items": ["x" * 50] * items}}}
+    graph: dict[str, Any] = {"src": [f"n{i}" for i in range(width)], "out": None}
+    for i in range(width):
+        nodes[f"n{i}"] = {"coro": "Flow.identity"}
+        graph[f"n{i}"] = ["out"]
+    nodes["out"] = {"coro": "Flow.identity"}
+    return {"nodes": nodes, "graph": graph}
+
+
+async def test_unknown_event_frames_are_answered_without_decoding() -> None:
+    """1 MB frames of an unknown event whose body is not even JSON: the answer is
+    `unknown_event` (from the head), never `invalid_payload` (which would mean it was parsed)."""
+    async with serve() as url:
+        canary, hold, canary_id = await start_canary(url)
+        attackers = [await RawSio.connect(url, local=ATTACKER) for _ in range(3)]
+        try:
+            body = '{"x":"' + "y" * 1_000_000  # unterminated: undecodable
+            for round_ in range(5):
+                for n, c in enumerate(attackers):
+                    await c.send(f'2{round_ * 10 + n + 1}["mine_bitcoin",' + body[:999_000])
+            for n, c in enumerate(attackers):
+                answer = (await c.wait_ack(n + 1, timeout=20))[0]
+                assert answer["error"]["code"] == "unknown_event", answer
+            await healthz(url)
+            await finish_canary(canary, hold, canary_id)
+        finally:
+            hold.set()
+            for c in attackers:
+                await c.close()
+            if canary.client.connected:
+                await canary.client.disconnect()
+
+
+async def test_validation_is_metered_per_address() -> None:
+    """Ten sessions of one address validating near-limit specs: past the address's share they
+    get `rate_limited`; a session of another address validates the same spec meanwhile."""
+    spec = near_limit_spec()
+    frame = json.dumps(["validate", spec])
+    async with serve(address_cpu_share=0.01, address_cpu_burst=0.1) as url:
+        canary, hold, canary_id = await start_canary(url)
+        attackers = [await RawSio.connect(url, local=ATTACKER) for _ in range(10)]
+        try:
+            first = await attackers[0].call("validate", spec, ack_id=50, timeout=30)
+            assert first["ok"] is True, first  # served until the share is spent
+            codes: list[str] = []
+            for round_ in range(3):
+                for c in attackers:
+                    await c.send(f"2{round_ + 1}{frame}")
+                for c in attackers:
+                    answer = (await c.wait_ack(round_ + 1, timeout=30))[0]
+                    codes.append("ok" if answer["ok"] else answer["error"]["code"])
+            assert "rate_limited" in codes, codes
+            assert set(codes) <= {"ok", "rate_limited"}, codes
+            mine = await canary.call("validate", spec, within=30)
+            assert mine["ok"] is True, mine
+            cut = await metric(url, "pipelines_errors_total", code="over_budget")
+            limited = await metric(url, "pipelines_errors_total", code="rate_limited")
+            assert cut + limited >= codes.count("rate_limited")
+            await healthz(url)
+            await finish_canary(canary, hold, canary_id)
+        finally:
+            hold.set()
+            for c in attackers:
+                await c.close()
+            if canary.client.connected:
+                await canary.client.disconnect()
+
+
+async def test_an_address_recovers_its_share() -> None:
+    async with serve(address_cpu_share=0.05, address_cpu_burst=0.02) as url:
+        c = await RawSio.connect(url, local=ATTACKER)
+        try:
+            frame = json.dumps(["validate", near_limit_spec()])
+            answers = []
+            for i in range(1, 6):
+                await c.send(f"2{i}{frame}")
+                answers.append((await c.wait_ack(i, timeout=30))[0])
+            assert any(not a["ok"] and a["error"]["code"] == "rate_limited" for a in answers)
+            async with asyncio.timeout(30):
+                while True:  # the share refills: served again
+                    await asyncio.sleep(0.5)
+                    answer = await c.call("validate", near_limit_spec(width=2), ack_id=99)
+                    if answer["ok"]:
+                        break
+        finally:
+            await c.close()
