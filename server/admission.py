@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 from aiohttp import web
 
@@ -91,6 +92,7 @@ class Admission:
         self.handshakes = BucketTable(settings.handshakes_per_second, settings.handshake_burst)
         self.cpu = BucketTable(settings.address_cpu_share, settings.address_cpu_burst)
         self.logs = BucketTable(settings.log_lines_per_minute / 60.0, settings.log_burst)
+        self._turns: dict[str, tuple[asyncio.Lock, int]] = {}
 
     def address_of(self, request: web.BaseRequest) -> str:
         """The client address of an HTTP request (see `client_address`)."""
@@ -148,9 +150,35 @@ class Admission:
         _decrement(self.sessions, address)
 
     # -- budgets ---------------------------------------------------------------------------
+    @asynccontextmanager
+    async def turn(self, address: str) -> AsyncIterator[None]:
+        """One expensive operation (a large decode, a validation) of `address` at a time.
+
+        Thirty sessions of one address validating at once would otherwise queue thirty
+        validations back to back on the event loop, ahead of everyone else's requests; taking
+        turns interleaves them with other work, and each sees the charges of the one before.
+        """
+        lock, users = self._turns.get(address, (None, 0))
+        if lock is None:
+            lock = asyncio.Lock()
+        self._turns[address] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._turns[address]
+            if users <= 1:
+                del self._turns[address]
+            else:
+                self._turns[address] = (lock, users - 1)
+
     def cpu_ready(self, address: str) -> bool:
         """Whether `address` may make the server decode or validate now."""
         return self.cpu.get(address).ready()
+
+    def cpu_delay(self, address: str) -> float:
+        """Seconds until `address` is within its share again (0: it is now)."""
+        return self.cpu.get(address).delay()
 
     def charge(self, address: str, seconds: float) -> None:
         """Charge `seconds` of decoding/validation work to `address`."""

@@ -88,6 +88,14 @@ def _guarded(
         if not session.events.take() or (submission and not session.submissions.take()):
             return await answer_failure(session, event, error(
                 "rate_limited", f"too many events from this session; slow down ({event})"))
+        if submission:
+            async with admission.turn(address):
+                return await checked(session, address, args)
+        return await checked(session, address, args)
+
+    async def checked(
+        session: Session, address: str, args: tuple[Any, ...]
+    ) -> dict[str, Any]:
         if submission and not admission.cpu_ready(address):
             return await answer_failure(session, event, error(
                 "rate_limited", "this address used its share of validation time; slow down"))
@@ -114,7 +122,7 @@ def _guarded(
             if submission:  # validation runs synchronously in these handlers: its cost
                 admission.charge(address, time.perf_counter() - started)
         except Exception as exc:  # the guard is the last line: answer, log one line
-            logger.error("sid=%s event=%s handler failed: %s: %s", sid, event,
+            logger.error("sid=%s event=%s handler failed: %s: %s", session.sid, event,
                          type(exc).__name__, oneline(exc))
             logger.debug("handler traceback", exc_info=True)
             answer = fail(error("internal_error", f"'{event}' failed on the server"))

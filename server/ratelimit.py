@@ -36,6 +36,11 @@ class TokenBucket:
         """Whether the bucket holds any token (a cost budget not in debt)."""
         return self._refill() > 0
 
+    def delay(self) -> float:
+        """Seconds until the bucket holds a token again (0 if it does now)."""
+        tokens = self._refill()
+        return 0.0 if tokens > 0 else (-tokens + 1e-3 * self.rate) / self.rate
+
     def charge(self, cost: float) -> None:
         """Spend `cost` after the fact (a measured cost); the bucket may go into debt."""
         self._refill()

@@ -95,11 +95,11 @@ class Settings(BaseSettings):
         "client address (comma separated; unset: the peer address is the client).",
     )
     address_cpu_share: float = Field(
-        0.25, gt=0, description="Seconds per second of message decoding and spec validation one "
+        0.1, gt=0, description="Seconds per second of message decoding and spec validation one "
         "client address may use (more: `rate_limited` until it recovers)."
     )
     address_cpu_burst: float = Field(
-        1.0, gt=0, description="Burst allowance of that share (seconds)."
+        0.25, gt=0, description="Burst allowance of that share (seconds)."
     )
     log_lines_per_minute: float = Field(
         30.0, gt=0, description="Log lines about one client address's bad input per minute (the "

@@ -46,7 +46,7 @@ from .payload import (
     check_payload,
 )
 from .protocol import error, fail
-from .session import SessionManager, oneline
+from .session import SessionManager, SessionRefused, oneline
 
 __all__ = ["EVENTS", "ThrottledLog", "library_logger", "install_guard"]
 
@@ -68,6 +68,10 @@ _ADDRESS = web.RequestKey("pipelines_address", str)
 #: Event frames longer than this are decoded and shape-checked in a worker thread: a 1 MB frame
 #: of small values takes a few hundred ms of pure-Python work, which would stall every session.
 THREAD_DECODE_BYTES = 32_768
+#: Estimated costs charged to an address for work that cannot be timed: reading a frame off
+#: the websocket (per byte) and handling an HTTP handshake request.
+READ_COST_PER_BYTE = 1e-9
+HANDSHAKE_COST = 0.0005
 
 
 class ThrottledLog(logging.Filter):
@@ -171,6 +175,10 @@ class _Guard:
             request[_ADDRESS] = address
             if request.method == "GET" and "sid" not in request.query:
                 refusal = self.admission.check_handshake(address)
+                if refusal is None and not self.admission.cpu_ready(address):
+                    refusal = SessionRefused(
+                        "rate_limited", "this address used its share of the server's time")
+                self.admission.charge(address, HANDSHAKE_COST)
                 if refusal is not None:
                     self.stats.connections_refused.labels(refusal.code).inc()
                     self._log(address, "handshake refused: %s", refusal)
@@ -262,8 +270,9 @@ class _Guard:
 
     async def _big_event(self, eio_sid: str, address: str, data: str) -> None:
         """Decode and check a large event frame off the event loop, then dispatch it."""
-        pkt, seconds = await asyncio.to_thread(self._decode_checked, data)
-        self.admission.charge(address, seconds)
+        async with self.admission.turn(address):
+            pkt, seconds = await asyncio.to_thread(self._decode_checked, data)
+            self.admission.charge(address, seconds)
         if pkt is None:
             await self.refuse(eio_sid, kind="protocol_error", code="protocol_error",
                               message="packet could not be decoded")
@@ -320,14 +329,21 @@ class _Guard:
                         del guard.websockets[sid]
 
             async def wait(self) -> Any:
+                sid = getattr(getattr(self.handler, "__self__", None), "sid", None)
+                address = guard.admission.address_for(sid) if sid is not None else "?"
+                # An address over its share is not read from until it recovers: its frames
+                # wait in its own TCP buffers (backpressure), not in the server's time.
+                pause = guard.admission.cpu_delay(address)
+                if pause > 0:
+                    await asyncio.sleep(pause)
                 data = await super().wait()
+                if isinstance(data, str | bytes):
+                    guard.admission.charge(address, len(data) * READ_COST_PER_BYTE)
                 if isinstance(data, str) and data[:1] in _EIO_TYPES and (
                     data[0] == "4" and data[1:2] in _EIO_TYPES
                     or data[0] != "4" and len(data) <= _MAX_CONTROL_FRAME
                 ):
                     return data
-                sock = getattr(self.handler, "__self__", None)
-                sid = getattr(sock, "sid", None)
                 if sid is not None:
                     if isinstance(data, str):
                         await guard.refuse(sid, kind="protocol_error", code="protocol_error",
