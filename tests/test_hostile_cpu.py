@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 from hostile_util import ATTACKER, metric
-from rawsio import RawSio
+from rawsio import RawSio, client_session
 from reliability_util import finish_canary, healthz, start_canary
 from serverutil import serve
 
@@ -92,15 +92,19 @@ async def test_validation_is_metered_per_address() -> None:
 
 
 async def test_an_address_recovers_its_share() -> None:
-    async with serve(address_cpu_share=0.05, address_cpu_burst=0.02) as url:
+    async with serve(address_cpu_share=0.01, address_cpu_burst=0.005,
+                     submission_burst=100, submissions_per_second=100) as url:
         c = await RawSio.connect(url, local=ATTACKER)
         try:
             frame = json.dumps(["validate", near_limit_spec()])
             answers = []
-            for i in range(1, 6):
+            for i in range(1, 21):
                 await c.send(f"2{i}{frame}")
                 answers.append((await c.wait_ack(i, timeout=30))[0])
-            assert any(not a["ok"] and a["error"]["code"] == "rate_limited" for a in answers)
+                if not answers[-1]["ok"]:
+                    break
+            assert answers[-1]["error"]["code"] == "rate_limited", answers[-1]
+            assert "share" in answers[-1]["error"]["message"], answers[-1]
             async with asyncio.timeout(30):
                 while True:  # the share refills: served again
                     await asyncio.sleep(0.5)
@@ -109,3 +113,18 @@ async def test_an_address_recovers_its_share() -> None:
                         break
         finally:
             await c.close()
+
+
+async def test_http_validation_shares_the_address_budget() -> None:
+    """`POST /api/validate` is charged to the same per-address share as the socket."""
+    spec = near_limit_spec()
+    async with serve(address_cpu_share=0.01, address_cpu_burst=0.02,
+                     http_validations_per_second=1000, http_validation_burst=1000) as url:
+        statuses = []
+        async with client_session(ATTACKER) as http:
+            for _ in range(20):
+                async with http.post(f"{url}/api/validate", json=spec) as r:
+                    statuses.append(r.status)
+        assert statuses[0] == 200 and 429 in statuses, statuses
+        async with client_session() as http, http.post(f"{url}/api/validate", json=spec) as r:
+            assert r.status == 200  # another address is served
