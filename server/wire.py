@@ -3,8 +3,10 @@
 Cheap checks come first, per client address (see `admission`): the handshake rate and the
 connection caps before a socket is allocated; the frame's engine.io type and the socket.io
 packet type before anything is parsed; the event name (read from the frame's head) and the
-address's CPU budget before the JSON is decoded. Then the decode itself is timed and charged to
-the address.
+address's CPU budget before the JSON is decoded (frames over 32 KB are decoded in a worker
+thread, one at a time per address). Then the decode is timed, in CPU time of the thread (so a
+descheduled process does not overcharge), and charged to the address; while an address is over
+its share, its websockets are not read from at all (TCP backpressure).
 
 What is refused:
 
@@ -68,6 +70,9 @@ _ADDRESS = web.RequestKey("pipelines_address", str)
 #: Event frames longer than this are decoded and shape-checked in a worker thread: a 1 MB frame
 #: of small values takes a few hundred ms of pure-Python work, which would stall every session.
 THREAD_DECODE_BYTES = 32_768
+#: Frames up to this size are decoded even over budget (a `cancel`, a `registry`): cheap, and
+#: still under the per-session event rate.
+_SMALL_FRAME = 1024
 #: Estimated costs charged to an address for work that cannot be timed: reading a frame off
 #: the websocket (per byte) and handling an HTTP handshake request.
 READ_COST_PER_BYTE = 1e-9
@@ -257,14 +262,14 @@ class _Guard:
             if data[:1] == "2" and len(data) > THREAD_DECODE_BYTES:
                 await self._big_event(eio_sid, address, data)
                 return
-            started = time.perf_counter()
+            started = time.thread_time()
             try:
                 await message(eio_sid, data)
             except Exception as exc:  # noqa: BLE001 - the packet, not the server, is at fault
                 await self.refuse(eio_sid, kind="protocol_error", code="protocol_error",
                                   message=f"packet could not be decoded ({type(exc).__name__})")
             finally:
-                self.admission.charge(address, time.perf_counter() - started)
+                self.admission.charge(address, time.thread_time() - started)
 
         return on_message
 
@@ -302,7 +307,7 @@ class _Guard:
     def _cut(self, address: str, data: str) -> str:
         """An event frame, or its head only when decoding it would be wasted or over budget."""
         head = _EVENT_HEAD.match(data)
-        if not self.admission.cpu_ready(address):
+        if len(data) > _SMALL_FRAME and not self.admission.cpu_ready(address):
             self.stats.errors.labels("over_budget").inc()
             ns, ack = (head.group(1) or "", head.group(2)) if head else ("", "")
             return f"2{ns}{ack}" + json.dumps([OVER_BUDGET_EVENT])

@@ -61,7 +61,7 @@ async def test_validation_is_metered_per_address() -> None:
     get `rate_limited`; a session of another address validates the same spec meanwhile."""
     spec = near_limit_spec()
     frame = json.dumps(["validate", spec])
-    async with serve(address_cpu_share=0.01, address_cpu_burst=0.1) as url:
+    async with serve(address_cpu_share=0.01, address_cpu_burst=0.02) as url:
         canary, hold, canary_id = await start_canary(url)
         attackers = [await RawSio.connect(url, local=ATTACKER) for _ in range(10)]
         try:
