@@ -10,6 +10,7 @@ the TCP peer unless the peer is a trusted proxy, whose X-Forwarded-For then name
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from typing import Any
 
 import aiohttp
@@ -19,7 +20,9 @@ from rawsio import RawSio, client_session
 from reliability_util import finish_canary, healthz, start_canary
 from serverutil import connected, serve, wait_for
 
+from server.admission import ADMISSION
 from server.keys import SESSIONS, SIO
+from server.settings import Settings
 
 __all__: list[str] = []
 
@@ -54,6 +57,7 @@ async def test_handshake_flood_locks_out_nobody(token: str | None) -> None:
                 assert (await other.call("registry"))["ok"] is True
             # The flood's connections never joined: closed after handshake_timeout.
             await wait_for(lambda: len(app[SIO].eio.sockets) == 1, within=15)
+            assert app[ADMISSION].connections == {"127.0.0.1": 1}  # the canary's, nothing left
             assert await metric(url, "pipelines_connections_closed_total",
                                 reason="handshake_timeout") >= accepted
             await healthz(url)
@@ -115,6 +119,8 @@ async def test_connections_and_sessions_are_capped_per_address() -> None:
                 await c.close()
             if canary.client.connected:
                 await canary.client.disconnect()
+        admission = serve.last_app[ADMISSION]  # type: ignore[attr-defined]
+        await wait_for(lambda: not admission.connections and not admission.sessions, within=10)
 
 
 async def test_forwarded_for_counts_only_behind_a_trusted_proxy() -> None:
@@ -140,3 +146,31 @@ async def test_forwarded_for_counts_only_behind_a_trusted_proxy() -> None:
         finally:
             for c in held:
                 await c.close()
+
+
+@pytest.mark.parametrize(("peer", "header", "expected"), [
+    ("10.9.9.9", "1.2.3.4", "10.9.9.9"),                      # peer not trusted: header ignored
+    ("127.0.0.1", "1.2.3.4", "1.2.3.4"),                      # one trusted hop
+    ("127.0.0.1", "6.6.6.6, 1.2.3.4, 172.16.0.5", "1.2.3.4"),  # two trusted hops; forged left
+    ("127.0.0.1", "172.16.0.5", "172.16.0.5"),                # only proxies: the farthest
+    ("127.0.0.1", "1.2.3.4, not-an-ip", "127.0.0.1"),         # garbage stops the walk
+    ("127.0.0.1", "2001:db8::1", "2001:db8::/64"),            # IPv6 grouped by /64
+    ("127.0.0.1", "::ffff:1.2.3.4", "1.2.3.4"),               # IPv4-mapped
+])
+def test_client_address_reads_forwarded_for_from_the_right(
+    peer: str, header: str, expected: str
+) -> None:
+    from aiohttp.test_utils import make_mocked_request
+
+    from server.admission import client_address
+
+    proxies = [ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("172.16.0.0/12")]
+    request = make_mocked_request("GET", "/", headers={"X-Forwarded-For": header})
+    request = request.clone(remote=peer)
+    assert client_address(request, proxies) == expected
+
+
+def test_trusted_proxies_must_be_addresses() -> None:
+    with pytest.raises(ValueError, match="trusted_proxies"):
+        Settings(trusted_proxies="10.0.0.1,nginx")
+    assert Settings(trusted_proxies="10.0.0.0/8, ::1").trusted_proxies == ["10.0.0.0/8", "::1"]
