@@ -22,7 +22,7 @@ What is refused:
 Each refusal is counted (`pipelines_malformed_input_total{kind}`) and logged as one line, at
 most `log_burst` lines and then `log_lines_per_minute` per client address, never a traceback.
 The engine.io and socket.io libraries log through `ThrottledLog`, which drops tracebacks and
-rate-limits what is left.
+rate-limits what is left; so do aiohttp's records of malformed HTTP requests.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from typing import Any
 
 import socketio  # type: ignore[import-untyped]
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from .admission import Admission
 from .payload import (
@@ -50,7 +51,7 @@ from .payload import (
 from .protocol import error, fail
 from .session import SessionManager, SessionRefused, oneline
 
-__all__ = ["EVENTS", "ThrottledLog", "library_logger", "install_guard"]
+__all__ = ["EVENTS", "ThrottledLog", "install_guard", "library_logger", "throttle_http_errors"]
 
 logger = logging.getLogger(__name__)
 
@@ -83,8 +84,10 @@ class ThrottledLog(logging.Filter):
     """For the libraries' loggers: one line per record, no traceback, at most `burst` records
     and then `per_minute` a minute (the rest are counted in `suppressed`)."""
 
-    def __init__(self, per_minute: float, burst: int) -> None:
+    def __init__(self, per_minute: float, burst: int,
+                 only: tuple[type[BaseException], ...] = ()) -> None:
         super().__init__()
+        self.only = only
         self.rate = per_minute / 60.0
         self.burst = float(burst)
         self._tokens = float(burst)
@@ -92,6 +95,8 @@ class ThrottledLog(logging.Filter):
         self.suppressed = 0
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if self.only and not (record.exc_info and isinstance(record.exc_info[1], self.only)):
+            return True  # not a record this filter is about
         now = time.monotonic()
         self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
         self._stamp = now
@@ -105,6 +110,14 @@ class ThrottledLog(logging.Filter):
         record.msg, record.args = text, None
         record.exc_info = record.exc_text = record.stack_info = None
         return True
+
+
+def throttle_http_errors(per_minute: float, burst: int) -> None:
+    """aiohttp logs each malformed HTTP request (bad method, bad header) at ERROR with a
+    traceback: throttle those records to one line each (once per process)."""
+    log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, ThrottledLog) for f in log.filters):
+        log.addFilter(ThrottledLog(per_minute, burst, only=(HttpProcessingError,)))
 
 
 def library_logger(name: str, per_minute: float, burst: int) -> logging.Logger:
@@ -368,6 +381,7 @@ def install_guard(sio: socketio.AsyncServer, manager: SessionManager,
     """Put the checks in front of engine.io. Call before `sio.attach(app)` (the route binds
     `handle_request` then) and after socket.io set its engine.io handlers."""
     guard = _Guard(sio, manager, admission)
+    throttle_http_errors(manager.settings.log_lines_per_minute, manager.settings.log_burst)
     eio = sio.eio
     eio.handle_request = guard.wrap_request(eio.handle_request)
     eio._async = dict(eio._async, websocket=guard.websocket_class(eio._async["websocket"]))

@@ -9,6 +9,7 @@ tracebacks. Now each is counted in `pipelines_malformed_input_total` and the log
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -98,3 +99,28 @@ async def test_malformed_frames_write_a_few_lines_and_no_traceback(
     for r in records:
         text = r.getMessage()
         assert "\n" not in text and "Traceback" not in text, text[:300]
+
+
+async def test_malformed_http_requests_write_one_line_each_at_most(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Bad HTTP (a bad header, a bad method): aiohttp answers 400; its log lines are throttled
+    and carry no traceback."""
+    caplog.set_level(logging.DEBUG)
+    requests = [b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\n"
+                b"Content-Length: abc\r\n\r\n", b"GARBAGE / HTTP/1.1\r\n\r\n"]
+    async with serve() as url:
+        port = int(url.rsplit(":", 1)[1])
+        for _ in range(30):
+            for raw in requests:
+                reader, writer = await asyncio.open_connection(
+                    "127.0.0.1", port, local_addr=(ATTACKER, 0))
+                writer.write(raw)
+                await writer.drain()
+                answer = await asyncio.wait_for(reader.read(100), 10)
+                assert answer.startswith(b"HTTP/1.") and b" 400 " in answer, answer
+                writer.close()
+        await healthz(url)
+    http_records = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert len(http_records) <= 20, len(http_records)  # the throttle is per process
+    assert all(r.exc_info is None for r in http_records)
