@@ -124,6 +124,17 @@ class Admission:
         self._timers[eio_sid] = loop.call_later(self.settings.handshake_timeout, self._expire,
                                                 eio_sid, expire)
 
+    def rearm(self, eio_sid: str, expire: Callable[[str], None]) -> None:
+        """Start the `handshake_timeout` clock again (the client left the namespace)."""
+        if eio_sid not in self._address_of:
+            return
+        timer = self._timers.pop(eio_sid, None)
+        if timer is not None:
+            timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._timers[eio_sid] = loop.call_later(self.settings.handshake_timeout, self._expire,
+                                                eio_sid, expire)
+
     def _expire(self, eio_sid: str, expire: Callable[[str], None]) -> None:
         self._timers.pop(eio_sid, None)
         expire(eio_sid)

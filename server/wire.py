@@ -283,6 +283,8 @@ class _Guard:
                                   message=f"packet could not be decoded ({type(exc).__name__})")
             finally:
                 self.admission.charge(address, time.thread_time() - started)
+            if data[:1] == "1":  # left the namespace: it must join again, or go
+                self.admission.rearm(eio_sid, self.expire)
 
         return on_message
 

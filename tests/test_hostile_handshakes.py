@@ -174,3 +174,19 @@ def test_trusted_proxies_must_be_addresses() -> None:
     with pytest.raises(ValueError, match="trusted_proxies"):
         Settings(trusted_proxies="10.0.0.1,nginx")
     assert Settings(trusted_proxies="10.0.0.0/8, ::1").trusted_proxies == ["10.0.0.0/8", "::1"]
+
+
+async def test_leaving_the_namespace_but_keeping_the_connection_expires() -> None:
+    async with serve(handshake_timeout=1.0) as url:
+        app = serve.last_app  # type: ignore[attr-defined]
+        c = await RawSio.connect(url, local=ATTACKER)
+        try:
+            await c.send("1")  # socket.io DISCONNECT; the engine.io connection stays open
+            await wait_for(lambda: len(app[SESSIONS]) == 0, within=10)
+            with pytest.raises(ConnectionResetError):
+                while True:
+                    await c.next_packet(timeout=10)
+        finally:
+            await c.close()
+        await wait_for(lambda: not app[SIO].eio.sockets and not app[ADMISSION].connections,
+                       within=10)
