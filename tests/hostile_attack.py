@@ -54,6 +54,7 @@ class Attack:
 
     async def handshakes(self, first: int = 1000, then: int = 100) -> None:
         """`first` long-polling handshakes at once, then `then` more every second."""
+        await asyncio.sleep(0.5)  # the other classes connect first
         async with client_session(self.local) as http:
             batch = first
             while self.running():

@@ -84,7 +84,9 @@ async def test_combined_attack_leaves_the_canary_its_pace() -> None:
         did = json.loads(out.decode().strip().splitlines()[-1])
         # The attack really happened, every class of it.
         assert did.get("handshake_429", 0) > 0, did
-        assert did.get("binary_closed", 0) > 0 and did.get("malformed_closed", 0) > 0, did
+        for name in ("binary", "malformed"):  # tried; each that got through was closed
+            assert did.get(name, 0) + did.get(f"{name}_refused", 0) > 0, did
+            assert not did.get(name) or did.get(f"{name}_closed", 0) > 0, did
         assert did.get("big_unknown", 0) >= 3, did
         assert did.get("validate_ok", 0) + did.get("validate_rate_limited", 0) > 0, did
         latencies.sort()
