@@ -1,8 +1,10 @@
 """The socket.io events, every one behind the same guard.
 
 The guard (`_guarded`) is the only way a client event reaches our code. It checks, in order:
-the session exists, the per-session token bucket and in-flight cap, the argument count, and
-every argument's shape (`check_payload`: finite numbers, valid strings, bounded depth). Any
+the session exists, the per-session token bucket, for `process_msg`/`validate` the client
+address's turn and CPU share (see `admission`; their check and validation time is charged to
+it), the in-flight cap, the argument count, and every argument's shape (`check_payload`: finite
+numbers, valid strings, bounded depth). Any
 failure, and any exception in the handler itself, becomes an `{"ok": false, "error": ...}` ack
 plus one `pipeline_error` event, and one escaped, truncated log line.
 """
