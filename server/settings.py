@@ -81,10 +81,10 @@ class Settings(BaseSettings):
         "`too_many_sessions`)."
     )
     handshakes_per_second: float = Field(
-        100.0, gt=0, description="Sustained engine.io handshake rate per client address (more: "
+        200.0, gt=0, description="Sustained engine.io handshake rate per client address (more: "
         "HTTP 429, `rate_limited`)."
     )
-    handshake_burst: int = Field(200, ge=1, description="Burst allowance of that rate.")
+    handshake_burst: int = Field(400, ge=1, description="Burst allowance of that rate.")
     handshake_timeout: float = Field(
         5.0, gt=0, description="Seconds an engine.io connection may stay without joining the "
         "namespace (with a valid token, if one is set) before it is closed."
@@ -95,11 +95,11 @@ class Settings(BaseSettings):
         "client address (comma separated; unset: the peer address is the client).",
     )
     address_cpu_share: float = Field(
-        0.1, gt=0, description="Seconds per second of message decoding and spec validation one "
+        0.25, gt=0, description="Seconds per second of message decoding and spec validation one "
         "client address may use (more: `rate_limited` until it recovers)."
     )
     address_cpu_burst: float = Field(
-        0.25, gt=0, description="Burst allowance of that share (seconds)."
+        0.5, gt=0, description="Burst allowance of that share (seconds)."
     )
     log_lines_per_minute: float = Field(
         30.0, gt=0, description="Log lines about one client address's bad input per minute (the "

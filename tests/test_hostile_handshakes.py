@@ -40,7 +40,8 @@ async def _flood(url: str, count: int) -> list[int]:
 async def test_handshake_flood_locks_out_nobody(token: str | None) -> None:
     """1,000 polling handshakes from one address: most refused (429), the rest expire, and
     everyone else connects meanwhile."""
-    server: dict[str, Any] = {"handshake_timeout": 1.0, "max_connections": 400}
+    server: dict[str, Any] = {"handshake_timeout": 1.0, "max_connections": 400,
+                              "handshakes_per_second": 100, "handshake_burst": 200}
     if token:
         server["token"] = token
     async with serve(**server) as url:
