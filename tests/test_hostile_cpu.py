@@ -68,7 +68,7 @@ async def test_validation_is_metered_per_address() -> None:
             first = await attackers[0].call("validate", spec, ack_id=50, timeout=30)
             assert first["ok"] is True, first  # served until the share is spent
             codes: list[str] = []
-            for round_ in range(3):
+            for round_ in range(5):
                 for c in attackers:
                     await c.send(f"2{round_ + 1}{frame}")
                 for c in attackers:
@@ -122,9 +122,11 @@ async def test_http_validation_shares_the_address_budget() -> None:
                      http_validations_per_second=1000, http_validation_burst=1000) as url:
         statuses = []
         async with client_session(ATTACKER) as http:
-            for _ in range(20):
+            for _ in range(60):
                 async with http.post(f"{url}/api/validate", json=spec) as r:
                     statuses.append(r.status)
+                if r.status == 429:
+                    break
         assert statuses[0] == 200 and 429 in statuses, statuses
         async with client_session() as http, http.post(f"{url}/api/validate", json=spec) as r:
             assert r.status == 200  # another address is served

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import time
 from typing import Any
 
 import aiohttp
@@ -48,10 +49,14 @@ async def test_handshake_flood_locks_out_nobody(token: str | None) -> None:
         app = serve.last_app  # type: ignore[attr-defined]
         canary, hold, canary_id = await start_canary(url, token)
         try:
+            started = time.monotonic()
             statuses = await _flood(url, 1000)
+            took = time.monotonic() - started
             accepted = statuses.count(200)
-            assert statuses.count(429) >= 500, statuses.count(429)
-            assert accepted <= 250 and set(statuses) <= {200, 429}, set(statuses)
+            # The bucket: a burst of 200, then 100 a second, whatever this machine's speed.
+            assert set(statuses) <= {200, 429}, set(statuses)
+            assert 0 < accepted <= 200 + 100 * took + 5, (accepted, took)
+            assert statuses.count(429) == 1000 - accepted
             # Others are not locked out while the flood's connections are open.
             auth = {"token": token} if token else None
             async with connected(url, auth=auth) as other:
