@@ -3,10 +3,11 @@
 Cheap checks come first, per client address (see `admission`): the handshake rate and the
 connection caps before a socket is allocated; the frame's engine.io type and the socket.io
 packet type before anything is parsed; the event name (read from the frame's head) and the
-address's CPU budget before the JSON is decoded (frames over 32 KB are decoded in a worker
-thread, one at a time per address). Then the decode is timed, in CPU time of the thread (so a
-descheduled process does not overcharge), and charged to the address; while an address is over
-its share, its websockets are not read from at all (TCP backpressure).
+address's CPU budget before the JSON is decoded (packets over 32 KB, events, acks or
+connects, are decoded in a worker thread, one at a time per address). Then the decode is timed,
+in CPU time of the thread (so a descheduled process does not overcharge), and charged to the
+address; while an address is over its share, its websockets are not read from at all (TCP
+backpressure).
 
 What is refused:
 
@@ -38,6 +39,7 @@ from typing import Any
 import socketio  # type: ignore[import-untyped]
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from socketio import packet as sio_packet
 
 from .admission import Admission
 from .payload import (
@@ -68,7 +70,7 @@ _BINARY_ACK_ID = re.compile(r"[56]\d{1,10}-(?:/[^,]{0,100},)?(\d{1,15})")
 #: Longest engine.io frame of a type other than MESSAGE (`2probe`, `3probe`, `5`, ...).
 _MAX_CONTROL_FRAME = 16
 _ADDRESS = web.RequestKey("pipelines_address", str)
-#: Event frames longer than this are decoded and shape-checked in a worker thread: a 1 MB frame
+#: Packets longer than this are decoded and shape-checked in a worker thread: a 1 MB frame
 #: of small values takes a few hundred ms of pure-Python work, which would stall every session.
 THREAD_DECODE_BYTES = 32_768
 #: Frames up to this size are decoded even over budget (a `cancel`, a `registry`): cheap, and
@@ -272,8 +274,8 @@ class _Guard:
             address = self.admission.address_for(eio_sid)
             if data[:1] == "2":
                 data = self._cut(address, data)
-            if data[:1] == "2" and len(data) > THREAD_DECODE_BYTES:
-                await self._big_event(eio_sid, address, data)
+            if len(data) > THREAD_DECODE_BYTES and data[:1] != "1":
+                await self._big_packet(eio_sid, address, data)
                 return
             started = time.thread_time()
             try:
@@ -288,8 +290,9 @@ class _Guard:
 
         return on_message
 
-    async def _big_event(self, eio_sid: str, address: str, data: str) -> None:
-        """Decode and check a large event frame off the event loop, then dispatch it."""
+    async def _big_packet(self, eio_sid: str, address: str, data: str) -> None:
+        """Decode and check a large CONNECT, EVENT or ACK off the event loop, then dispatch it
+        as socket.io would."""
         async with self.admission.turn(address):
             pkt, seconds = await asyncio.to_thread(self._decode_checked, data)
             self.admission.charge(address, seconds)
@@ -297,7 +300,12 @@ class _Guard:
             await self.refuse(eio_sid, kind="protocol_error", code="protocol_error",
                               message="packet could not be decoded")
             return
-        await self.sio._handle_event(eio_sid, pkt.namespace, pkt.id, pkt.data)
+        if pkt.packet_type == sio_packet.EVENT:
+            await self.sio._handle_event(eio_sid, pkt.namespace, pkt.id, pkt.data)
+        elif pkt.packet_type == sio_packet.ACK:
+            await self.sio._handle_ack(eio_sid, pkt.namespace, pkt.id, pkt.data)
+        else:
+            await self.sio._handle_connect(eio_sid, pkt.namespace, pkt.data)
 
     def _decode_checked(self, data: str) -> tuple[Any, float]:
         """(In a worker thread.) The decoded packet, its top-level object arguments marked as

@@ -130,3 +130,26 @@ async def test_http_validation_shares_the_address_budget() -> None:
         assert statuses[0] == 200 and 429 in statuses, statuses
         async with client_session() as http, http.post(f"{url}/api/validate", json=spec) as r:
             assert r.status == 200  # another address is served
+
+
+async def test_large_acks_and_connects_are_handled_like_events() -> None:
+    """Acks and connects of near 1 MB (many small values) are decoded off the loop like events:
+    the connection goes on working and other sessions are served."""
+    body = json.dumps([[i, "v"] for i in range(60_000)])
+    async with serve() as url:
+        canary, hold, canary_id = await start_canary(url)
+        c = await RawSio.open(url, local=ATTACKER)
+        try:
+            await c.send('0{"token":' + body + "}")  # connect with a large auth payload
+            joined = await c.next_packet(timeout=30)
+            assert joined.type == 0, joined
+            for n in range(3):
+                await c.send(f"3{900 + n}" + body)  # acks of nothing the server asked
+            assert (await c.call("registry", ack_id=5, timeout=30))["ok"] is True
+            await healthz(url)
+            await finish_canary(canary, hold, canary_id)
+        finally:
+            hold.set()
+            await c.close()
+            if canary.client.connected:
+                await canary.client.disconnect()
