@@ -15,6 +15,7 @@ from aiohttp import web
 
 from pipelines.registry import Registry
 
+from .admission import ADMISSION, Admission
 from .cluster import make_client_manager, setup_cluster, start_manager, stop_manager
 from .coroutines.plugin import CoroutinePlugin
 from .handlers import register_handlers
@@ -26,6 +27,7 @@ from .routes import setup_routes
 from .session import SessionManager
 from .settings import Settings
 from .watchdog import LoopWatchdog
+from .wire import install_guard, library_logger
 
 __all__ = [
     "SESSIONS", "SETTINGS", "SIO", "RegistryArg", "build_service", "coroutines_for", "create_app",
@@ -167,12 +169,16 @@ def build_service(app: web.Application, settings: Settings, loaded: LoadedCorout
         max_http_buffer_size=settings.max_message_bytes,
         ping_interval=settings.ping_interval,
         ping_timeout=settings.ping_timeout,
-        logger=False,
-        engineio_logger=False,
+        logger=library_logger("socketio", settings.log_lines_per_minute, settings.log_burst),
+        engineio_logger=library_logger(
+            "engineio", settings.log_lines_per_minute, settings.log_burst),
     )
-    sio.attach(app)
     manager = SessionManager(settings, sio, registry)
-    register_handlers(sio, manager)
+    admission = Admission(settings, manager.stats)
+    install_guard(sio, manager, admission)
+    sio.attach(app)
+    register_handlers(sio, manager, admission)
+    app[ADMISSION] = admission
     app[SETTINGS] = settings
     app[SIO] = sio
     app[SESSIONS] = manager

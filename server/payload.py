@@ -17,6 +17,7 @@ from socketio import packet as sio_packet  # type: ignore[import-untyped]
 __all__ = [
     "CheckedPayload",
     "INVALID_EVENT",
+    "OVER_BUDGET_EVENT",
     "PayloadProblem",
     "SafePacket",
     "check_payload",
@@ -26,6 +27,8 @@ __all__ = [
 #: Event name the decoder substitutes for a packet whose JSON could not be decoded; the
 #: handlers answer it with `invalid_payload`. A NUL keeps it out of any sensible client's way.
 INVALID_EVENT = "\x00invalid_payload"
+#: Event name a frame is cut down to, undecoded, when its client address is over its CPU budget.
+OVER_BUDGET_EVENT = "\x00over_budget"
 
 _MAX_INT_DIGITS = 100
 
@@ -209,6 +212,8 @@ def check_payload(value: Any, *, max_depth: int, path: str = "") -> None:
             raise PayloadProblem(
                 where or "payload", f"not an acceptable JSON number: {item.text!r}"
             )
+        if kind is CheckedPayload:  # checked already (by the frame decoder, off the loop)
+            continue
         if kind is dict or kind is _DuplicateKeys:
             if kind is _DuplicateKeys:
                 raise PayloadProblem(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections import OrderedDict
 from typing import Any
 
@@ -10,6 +11,7 @@ from aiohttp import web
 
 from pipelines.spec import GraphSpec
 
+from .admission import ADMISSION
 from .handlers import validate_spec
 from .http_runs import running_http_runs
 from .keys import SESSIONS, SETTINGS
@@ -48,7 +50,8 @@ async def post_validate(request: web.Request) -> web.Response:
     """Validate a spec (the body); same answer as the socket `validate` ack. Nothing runs."""
     settings = request.app[SETTINGS]
     buckets: OrderedDict[str, TokenBucket] = request.app[VALIDATE_BUCKETS]
-    address = request.remote or "?"
+    admission = request.app[ADMISSION]
+    address = admission.address_of(request)
     bucket = buckets.get(address)
     if bucket is None:
         bucket = buckets[address] = TokenBucket(settings.http_validations_per_second,
@@ -57,7 +60,7 @@ async def post_validate(request: web.Request) -> web.Response:
             buckets.popitem(last=False)
     else:
         buckets.move_to_end(address)
-    if not bucket.take():
+    if not bucket.take() or not admission.cpu_ready(address):
         return _json(fail(error("rate_limited", "too many validations from this address; "
                                 "slow down")), 429)
     if request.content_length is not None and request.content_length > settings.max_message_bytes:
@@ -66,6 +69,7 @@ async def post_validate(request: web.Request) -> web.Response:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         return _json(fail(error("invalid_payload", "body too large")), 413)
+    started = time.thread_time()
     try:
         spec = loads_checked(body)
         check_payload(spec, max_depth=settings.max_payload_depth, path="spec")
@@ -73,8 +77,11 @@ async def post_validate(request: web.Request) -> web.Response:
         return _json(fail(error("invalid_payload", problem.message, path=problem.path)), 400)
     except ValueError as exc:
         return _json(fail(error("invalid_payload", f"body is not JSON: {exc}")), 400)
-    answer = validate_spec(request.app[SESSIONS], spec)
-    return _json(answer, 200 if answer["ok"] else 422)
+    else:
+        answer = validate_spec(request.app[SESSIONS], spec)
+        return _json(answer, 200 if answer["ok"] else 422)
+    finally:
+        admission.charge(address, time.thread_time() - started)
 
 
 @routes.get("/healthz")

@@ -7,6 +7,7 @@ README settings table.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator
@@ -84,6 +85,40 @@ class Settings(BaseSettings):
         1100, ge=1, description="Most engine.io connections, including ones that never join "
         "the namespace (server-wide; refused with HTTP 401)."
     )
+    max_connections_per_address: int = Field(
+        512, ge=1, description="Most engine.io connections from one client address (more: the "
+        "handshake gets HTTP 429, `too_many_connections`)."
+    )
+    max_sessions_per_address: int = Field(
+        512, ge=1, description="Most sessions from one client address (more: refused at connect, "
+        "`too_many_sessions`)."
+    )
+    handshakes_per_second: float = Field(
+        200.0, gt=0, description="Sustained engine.io handshake rate per client address (more: "
+        "HTTP 429, `rate_limited`)."
+    )
+    handshake_burst: int = Field(400, ge=1, description="Burst allowance of that rate.")
+    handshake_timeout: float = Field(
+        5.0, gt=0, description="Seconds an engine.io connection may stay without joining the "
+        "namespace (with a valid token, if one is set) before it is closed."
+    )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Addresses or networks of reverse proxies whose X-Forwarded-For names the "
+        "client address (comma separated; unset: the peer address is the client).",
+    )
+    address_cpu_share: float = Field(
+        0.25, gt=0, description="Seconds per second of message decoding and spec validation one "
+        "client address may use (more: `rate_limited` until it recovers)."
+    )
+    address_cpu_burst: float = Field(
+        0.5, gt=0, description="Burst allowance of that share (seconds)."
+    )
+    log_lines_per_minute: float = Field(
+        30.0, gt=0, description="Log lines about one client address's bad input per minute (the "
+        "rest are counted in `pipelines_log_lines_suppressed_total`)."
+    )
+    log_burst: int = Field(10, ge=1, description="Burst allowance of that rate.")
     submissions_per_second: float = Field(
         2.0, gt=0, description="Sustained `process_msg`/`validate` rate per session."
     )
@@ -192,7 +227,7 @@ class Settings(BaseSettings):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
 
-    @field_validator("allowed_origins", "coroutines", "fetch_hosts", mode="before")
+    @field_validator("allowed_origins", "coroutines", "fetch_hosts", "trusted_proxies", mode="before")
     @classmethod
     def _split_lists(cls, value: Any) -> Any:
         # "a,b" (environment) or ["a", "b,c"] (a repeated flag): one flat list.
@@ -200,6 +235,13 @@ class Settings(BaseSettings):
             value = [value]
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             return [part.strip() for v in value for part in v.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ipaddress.ip_network(item, strict=False)  # ValueError names the bad entry
         return value
 
     def spec_limits(self) -> SpecLimits:

@@ -41,6 +41,21 @@ class ServerStats:
             registry=self.registry,
         )
 
+        self.connections_closed = Counter(
+            "pipelines_connections_closed",
+            "Connections closed by the server for the client's behaviour, by reason.", ["reason"],
+            registry=self.registry,
+        )
+        self.malformed = Counter(
+            "pipelines_malformed_input", "Malformed frames and packets received, by kind.",
+            ["kind"], registry=self.registry,
+        )
+        self.log_suppressed = Counter(
+            "pipelines_log_lines_suppressed",
+            "Log lines about a client's bad input left out (over its per-address log rate).",
+            registry=self.registry,
+        )
+
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
         return generate_latest(self.registry)

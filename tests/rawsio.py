@@ -13,7 +13,14 @@ from typing import Any
 
 import aiohttp
 
-__all__ = ["RawSio", "Packet", "parse_packet"]
+__all__ = ["RawSio", "Packet", "client_session", "parse_packet"]
+
+
+def client_session(local: str | None = None) -> aiohttp.ClientSession:
+    """An aiohttp session whose connections start from `local` (default: the OS's choice)."""
+    if local is None:
+        return aiohttp.ClientSession()
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(local, 0)))
 
 
 @dataclass
@@ -65,9 +72,11 @@ class RawSio:
         *,
         headers: dict[str, str] | None = None,
         path: str = "/socket.io/",
+        local: str | None = None,
     ) -> RawSio:
-        """Open the Engine.IO session (not yet the Socket.IO namespace)."""
-        session = aiohttp.ClientSession()
+        """Open the Engine.IO session (not yet the Socket.IO namespace); `local`: the source
+        address to connect from (any of 127.0.0.0/8 on Linux, to act as another client)."""
+        session = client_session(local)
         try:
             ws = await session.ws_connect(
                 f"{base_url}{path}?EIO=4&transport=websocket", headers=headers or {},
@@ -88,9 +97,10 @@ class RawSio:
         auth: dict[str, Any] | None = None,
         namespace: str = "/",
         headers: dict[str, str] | None = None,
+        local: str | None = None,
     ) -> RawSio:
         """Open the session and connect the namespace; raise ConnectionError when refused."""
-        self = await cls.open(base_url, headers=headers)
+        self = await cls.open(base_url, headers=headers, local=local)
         try:
             ns = "" if namespace == "/" else namespace + ","
             await self.send("0" + ns + (json.dumps(auth) if auth is not None else ""))
