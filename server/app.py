@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import socketio  # type: ignore[import-untyped]
 from aiohttp import web
 
+from .ackids import RandomAckManager
 from .coroutines import build_registry
 from .handlers import register_handlers
 from .keys import SESSIONS, SETTINGS, SIO
@@ -126,6 +127,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app = web.Application(client_max_size=settings.max_message_bytes)
     sio = socketio.AsyncServer(
         async_mode="aiohttp",
+        client_manager=RandomAckManager(),  # acks name what they answer: no blind acks
         serializer=SafePacket,
         cors_allowed_origins=origin_checker(settings),
         max_http_buffer_size=settings.max_message_bytes,
