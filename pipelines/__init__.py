@@ -6,6 +6,7 @@ Importing the package has no side effects: no logging set-up, no tasks, no outpu
 from .channel import Channel
 from .errors import (
     ItemTimeout,
+    ItemTooLarge,
     LimitExceeded,
     NodeFailed,
     PipelineError,
@@ -40,6 +41,7 @@ __all__ = [
     "InputProcessor",
     "ItemError",
     "ItemTimeout",
+    "ItemTooLarge",
     "LimitExceeded",
     "NodeFailed",
     "NodeProperties",

@@ -226,6 +226,7 @@ class Plumber:
                        env_vars=self.env_vars, coro_name=c.info.name, on_item_error=on_item_error)
             if isinstance(node, InputProcessor):
                 node.max_items = self.limits.max_source_items
+            node.max_item_bytes = self.limits.max_item_bytes
             self.nodes[name] = node
         for name in topo.order:
             ups = topo.upstream[name]

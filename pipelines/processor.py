@@ -16,11 +16,12 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from .channel import Channel, Waker
-from .errors import ItemTimeout, LimitExceeded, NodeFailed, PipelineError
+from .errors import ItemTimeout, ItemTooLarge, LimitExceeded, NodeFailed, PipelineError
 from .inlets import Inlet, MergeInlet, ZipInlet
 from .items import _FAILED, _NOTHING, DROP, _Pending, _Resumed, _Run, _run_items, _settle
 from .metrics import NodeMetrics
 from .report import ItemError
+from .sizes import json_size, oversized
 from .spec import NodeProperties
 
 if TYPE_CHECKING:
@@ -43,6 +44,8 @@ class Processor:
     """
 
     kind = "processor"
+    #: Largest value (JSON bytes) this node passes on; bigger ones are item errors. None: no cap.
+    max_item_bytes: int | None = None
 
     def __init__(
         self,
@@ -112,7 +115,8 @@ class Processor:
             exc = ItemTimeout(f"no result within {self.properties.timeout} s", node=self._name)
         text = repr(item)
         err = ItemError(self._name, text if len(text) <= 200 else text[:197] + "...",
-                        type(exc).__name__, str(exc)[:500])
+                        type(exc).__name__, str(exc)[:500],
+                        exc.code if isinstance(exc, ItemTooLarge) else "node_error")
         if len(self.first_errors) < _MAX_KEPT_ERRORS:
             self.first_errors.append(err)
         if self.properties.on_error == "fail":
@@ -128,6 +132,12 @@ class Processor:
     async def _emit(self, values: list[Any]) -> None:
         """Pass `values` to every downstream node, each at its own pace (a full edge does not
         hold back the others), waiting until all have them."""
+        if self.max_item_bytes is not None:
+            bad = oversized(values, self.max_item_bytes)
+            if bad:
+                values = self._drop_oversized(values, bad)
+                if not values:
+                    return
         self.metrics.items_out += len(values)
         if self.sink is not None:  # an output node (it has no outlets)
             await self.sink.deliver(self._name, values)
@@ -156,6 +166,20 @@ class Processor:
             await self._wait_for_room(waiting)
         if all(ch.abandoned for ch in outlets):
             raise _Detached
+
+    def _drop_oversized(self, values: list[Any], bad: list[int]) -> list[Any]:
+        """`values` without the ones over `max_item_bytes`, each reported as an item error."""
+        limit = self.max_item_bytes
+        assert limit is not None
+        for i in bad:
+            size = json_size(values[i], limit)
+            self._item_failed(
+                f"<a {type(values[i]).__name__} result>",
+                ItemTooLarge(f"result of more than {size - 1} bytes is over the limit of "
+                             f"{limit} bytes per item", node=self._name),
+            )
+        skip = set(bad)
+        return [v for i, v in enumerate(values) if i not in skip]
 
     async def _wait_for_room(self, channels: list[Channel]) -> None:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -408,6 +432,9 @@ class OutputQueue:
                 f"node {node.name!r}: more than {self._limit} items from one source",
                 node=node.name,
             )
+        if node.max_item_bytes is not None and oversized([item], node.max_item_bytes):
+            node._drop_oversized([item], [0])
+            return
         outlets = self._outlets
         if len(outlets) == 1:
             ch = outlets[0]
@@ -428,6 +455,9 @@ class OutputQueue:
                 f"node {node.name!r}: more than {self._limit} items from one source",
                 node=node.name,
             )
+        if node.max_item_bytes is not None and oversized([item], node.max_item_bytes):
+            node._drop_oversized([item], [0])
+            return
         node.metrics.items_out += 1
         for ch in self._outlets:
             if ch.abandoned:

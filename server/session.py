@@ -80,7 +80,7 @@ class _ErrorTap:
     def add_item_error(self, err: ItemError) -> None:
         self.add(
             error(
-                "node_error",
+                err.code,
                 f"node {err.node!r}: item {err.item} failed: {err.error_type}: {err.message}",
                 path=f"nodes.{err.node}",
                 node=err.node,

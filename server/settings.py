@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     max_source_items: int = Field(
         100_000, ge=1, description="Most items one source node may emit per run."
     )
+    max_item_bytes: int = Field(
+        1_000_000, ge=64, description="Largest value a node may pass on (text bytes, nested JSON "
+        "size); bigger ones are item errors `item_too_large`."
+    )
     max_concurrency: int = Field(256, ge=1, description="Largest `concurrency` a node may ask for.")
     max_queue_size: int = Field(1024, ge=1, description="Largest `queue_size` a node may ask for.")
 
@@ -139,4 +143,5 @@ class Settings(BaseSettings):
             max_concurrency=self.max_concurrency,
             max_queue_size=self.max_queue_size,
             max_source_items=self.max_source_items,
+            max_item_bytes=self.max_item_bytes,
         )

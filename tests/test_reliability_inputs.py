@@ -359,7 +359,8 @@ CASES: list[Case] = [
     C("unknown-namespace", unknown_namespace, "namespace_refused"),
     # runs that go wrong
     C("too-many-items", too_many_items, "limit_exceeded", max_source_items=1000),
-    C("oversized-item", oversized_item, "result_too_large"),
+    C("oversized-item", oversized_item, "item_too_large"),
+    C("oversized-result", oversized_item, "result_too_large", max_item_bytes=3_000_000),
     C("unserializable-result", unserializable, "unserializable_result"),
 ]
 
