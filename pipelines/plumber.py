@@ -17,8 +17,9 @@ from .processor import InputProcessor, MergeInlet, Processor, ZipInlet
 from .registry import CoroInfo, Registry, inspect_coroutine
 from .report import ItemError, NodeReport, Result, RunReport, RunStatus
 from .spec import LIBRARY_LIMITS, GraphSpec, SpecLimits, Topology, check_graph, parse_spec
+from .work import WorkMeter
 
-__all__ = ["Plumber", "ResultSink", "compile_spec", "CompiledNode"]
+__all__ = ["Plumber", "ResultSink", "compile_spec", "CompiledNode", "inflight_capacity"]
 
 logger = logging.getLogger(__name__)
 
@@ -130,9 +131,30 @@ def compile_spec(
                                     f"{limits.max_queue_size} allowed"))
         if not arg_issues:
             compiled[name] = CompiledNode(name, info, kwargs, node)
+    if topo is not None and limits.max_inflight_items is not None:
+        held = inflight_capacity(spec, topo)
+        if held > limits.max_inflight_items:
+            issues.append(SpecIssue("nodes", "limit_exceeded",
+                                    f"the queues and concurrency of this graph let it hold "
+                                    f"{held} items at once; at most {limits.max_inflight_items} "
+                                    "allowed (limit max_inflight_items): lower queue_size or "
+                                    "concurrency"))
     if issues or topo is None:
         raise SpecError(issues)
     return spec, topo, compiled
+
+
+def inflight_capacity(spec: GraphSpec, topo: Topology) -> int:
+    """Most items the pipeline can hold at once: its queues (one per edge of a zip node, one
+    shared by the inputs of a merge node) plus each node's concurrency."""
+    held = 0
+    for name in topo.order:
+        props = spec.nodes[name].properties
+        ups = len(topo.upstream[name])
+        if ups:
+            held += props.concurrency
+            held += props.queue_size * (ups if props.aggregate_inputs and ups > 1 else 1)
+    return held
 
 
 class ResultSink:
@@ -219,6 +241,8 @@ class Plumber:
     def _build(self, compiled: dict[str, CompiledNode],
                on_item_error: Callable[[ItemError], None] | None) -> None:
         topo = self.topo
+        limit = self.limits.max_pipeline_items
+        work = WorkMeter(limit) if limit is not None else None
         for name in topo.order:
             c = compiled[name]
             cls = InputProcessor if name in topo.inputs else Processor
@@ -227,6 +251,7 @@ class Plumber:
             if isinstance(node, InputProcessor):
                 node.max_items = self.limits.max_source_items
             node.max_item_bytes = self.limits.max_item_bytes
+            node.work = work
             self.nodes[name] = node
         for name in topo.order:
             ups = topo.upstream[name]

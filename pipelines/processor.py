@@ -23,6 +23,7 @@ from .metrics import NodeMetrics
 from .report import ItemError
 from .sizes import json_size, oversized
 from .spec import NodeProperties
+from .work import WorkMeter
 
 if TYPE_CHECKING:
     from .plumber import ResultSink
@@ -46,6 +47,8 @@ class Processor:
     kind = "processor"
     #: Largest value (JSON bytes) this node passes on; bigger ones are item errors. None: no cap.
     max_item_bytes: int | None = None
+    #: The pipeline's shared count of items taken by all nodes (None: no limit).
+    work: WorkMeter | None = None
 
     def __init__(
         self,
@@ -304,6 +307,7 @@ class Processor:
         finished = self._finished
         m = self.metrics
         perf = time.perf_counter
+        work = self.work
         input_done = False
         while True:
             out: list[Any] = []
@@ -351,6 +355,10 @@ class Processor:
                     took += n
                     budget -= n
                     m.items_in += n
+                    if work is not None:
+                        work.items += n
+                        if work.items > work.limit:
+                            raise work.exceeded(self._name)
                     t0 = perf()
                     eager_n = 0
                     pos = 0 if eager else n

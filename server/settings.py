@@ -66,6 +66,14 @@ class Settings(BaseSettings):
         1_000_000, ge=64, description="Largest value a node may pass on (text bytes, nested JSON "
         "size); bigger ones are item errors `item_too_large`."
     )
+    max_pipeline_items: int = Field(
+        10_000_000, ge=1, description="Most items one pipeline may process, summed over all its "
+        "nodes (more: the run fails, `limit_exceeded`)."
+    )
+    max_inflight_items: int = Field(
+        65_536, ge=1, description="Most items a graph's queues and concurrency may hold at once "
+        "(more: the spec is refused, `limit_exceeded`)."
+    )
     max_concurrency: int = Field(256, ge=1, description="Largest `concurrency` a node may ask for.")
     max_queue_size: int = Field(1024, ge=1, description="Largest `queue_size` a node may ask for.")
 
@@ -144,4 +152,6 @@ class Settings(BaseSettings):
             max_queue_size=self.max_queue_size,
             max_source_items=self.max_source_items,
             max_item_bytes=self.max_item_bytes,
+            max_pipeline_items=self.max_pipeline_items,
+            max_inflight_items=self.max_inflight_items,
         )
