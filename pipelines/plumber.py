@@ -16,6 +16,7 @@ from .errors import PipelineError, RegistryError, SpecError, SpecIssue, Stalled
 from .processor import InputProcessor, MergeInlet, Processor, ZipInlet
 from .registry import CoroInfo, Registry, inspect_coroutine
 from .report import ItemError, NodeReport, Result, RunReport, RunStatus
+from .sizes import json_size
 from .spec import LIBRARY_LIMITS, GraphSpec, SpecLimits, Topology, check_graph, parse_spec
 from .work import WorkMeter
 
@@ -318,6 +319,30 @@ class Plumber:
             "edges": [{"from": a, "to": b, "depth": len(ch.buf), "capacity": ch.maxsize}
                       for a, b, ch in self._edges],
         }
+
+    def held_bytes(self, limit: int) -> int:
+        """About how many bytes the values waiting in the pipeline's queues and result buffer
+        take (as JSON); counting stops once over `limit`. Safe to call while running."""
+        total = 0
+        seen: set[int] = set()
+        channels = [ch for _, _, ch in self._edges]
+        if self._sink.channel is not None:
+            channels.append(self._sink.channel)
+        for ch in channels:
+            if id(ch) in seen:
+                continue
+            seen.add(id(ch))
+            for v in ch.buf:
+                t = type(v)
+                if t is int or t is float or v is None or t is bool:
+                    total += 8
+                elif t is str:
+                    total += len(v) + 2
+                else:
+                    total += json_size(v, max(0, limit - total))
+                if total > limit:
+                    return total
+        return total
 
     def _make_report(self, error: PipelineError | None = None) -> RunReport:
         nodes = {

@@ -106,6 +106,11 @@ class Settings(BaseSettings):
     max_result_bytes: int = Field(
         1_000_000, ge=16, description="Largest single result value, as JSON (bytes)."
     )
+    max_session_bytes: int = Field(
+        128_000_000, ge=1024, description="Byte budget of one session's running pipeline: half "
+        "for results sent and not yet acknowledged (the sender waits), and the values waiting in "
+        "its queues and result buffer count against the whole (over: `limit_exceeded`)."
+    )
     default_window: int = Field(
         256, ge=1, description="Credit window: results sent and not yet acknowledged (default)."
     )
