@@ -16,6 +16,7 @@ from .errors import PipelineError, RegistryError, SpecError, SpecIssue, Stalled
 from .processor import InputProcessor, MergeInlet, Processor, ZipInlet
 from .registry import CoroInfo, Registry, inspect_coroutine
 from .report import ItemError, NodeReport, Result, RunReport, RunStatus
+from .reprs import safe_repr
 from .sizes import json_size
 from .spec import LIBRARY_LIMITS, GraphSpec, SpecLimits, Topology, check_graph, parse_spec
 from .work import WorkMeter
@@ -392,7 +393,7 @@ class Plumber:
             error = _first_error(group)
             if error is None:
                 logger.error("pipeline %s: internal error", self.name, exc_info=group)
-                error = PipelineError(f"internal error: {group.exceptions[0]!r}")
+                error = PipelineError(f"internal error: {safe_repr(group.exceptions[0])}")
         finally:
             if self._watch is not None:
                 self._watch.cancel()

@@ -21,6 +21,7 @@ from .inlets import Inlet, MergeInlet, ZipInlet
 from .items import _FAILED, _NOTHING, DROP, _Pending, _Resumed, _Run, _run_items, _settle
 from .metrics import NodeMetrics
 from .report import ItemError
+from .reprs import safe_repr, safe_str
 from .sizes import json_size, oversized
 from .spec import NodeProperties
 from .work import WorkMeter
@@ -116,9 +117,7 @@ class Processor:
         m.errors += 1
         if isinstance(exc, TimeoutError) and not isinstance(exc, ItemTimeout):
             exc = ItemTimeout(f"no result within {self.properties.timeout} s", node=self._name)
-        text = repr(item)
-        err = ItemError(self._name, text if len(text) <= 200 else text[:197] + "...",
-                        type(exc).__name__, str(exc)[:500],
+        err = ItemError(self._name, safe_repr(item, 200), type(exc).__name__, safe_str(exc, 500),
                         exc.code if isinstance(exc, ItemTooLarge) else "node_error")
         if len(self.first_errors) < _MAX_KEPT_ERRORS:
             self.first_errors.append(err)

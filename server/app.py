@@ -16,6 +16,7 @@ from aiohttp import web
 from .ackids import RandomAckManager
 from .coroutines import build_registry
 from .handlers import register_handlers
+from .hosts import host_guard
 from .keys import SESSIONS, SETTINGS, SIO
 from .payload import SafePacket
 from .routes import setup_routes
@@ -124,7 +125,8 @@ def create_app(settings: Settings | None = None) -> web.Application:
     registry = build_registry(
         demo_sleep_scale=settings.demo_sleep_scale, test_coroutines=settings.test_coroutines
     )
-    app = web.Application(client_max_size=settings.max_message_bytes)
+    app = web.Application(client_max_size=settings.max_message_bytes,
+                          middlewares=[host_guard(settings)])
     sio = socketio.AsyncServer(
         async_mode="aiohttp",
         client_manager=RandomAckManager(),  # acks name what they answer: no blind acks

@@ -19,7 +19,7 @@ import socketio  # type: ignore[import-untyped]
 from pipelines.errors import PipelineError
 
 from .payload import INVALID_EVENT, PayloadProblem, check_payload
-from .protocol import error, fail
+from .protocol import code_label, error, fail
 from .session import Session, SessionManager, SessionRefused, oneline
 
 __all__ = ["register_handlers", "validate_spec"]
@@ -43,7 +43,7 @@ async def _answer_failure(session: Session, event: str, err: dict[str, Any]) -> 
     """Tell the client (event + ack) and log once; floods are reported once a second."""
     code = err["code"]
     manager = session.manager
-    manager.stats.errors.labels(code).inc()
+    manager.stats.errors.labels(code_label(code)).inc()
     if code not in _FLOOD_CODES or not session.throttled(code):
         # A refused request is not an error of the pipeline that may be running: no id, and
         # `event` names the request, so clients can tell the two apart.

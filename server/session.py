@@ -27,9 +27,10 @@ from pipelines.errors import PipelineError
 from pipelines.plumber import Plumber
 from pipelines.registry import Registry
 from pipelines.report import ItemError, Result, RunReport, RunStatus
+from pipelines.reprs import safe_str
 
 from .payload import CheckedPayload
-from .protocol import RunOptions, error, fail
+from .protocol import RunOptions, code_label, error, fail
 from .ratelimit import TokenBucket
 from .settings import Settings
 from .stats import ServerStats
@@ -56,7 +57,7 @@ MEMORY_CHECK_INTERVAL = 0.5
 
 def oneline(text: object, limit: int = 300) -> str:
     """`text` as one escaped, truncated line, safe for logs (no newlines, escapes or NULs)."""
-    s = str(text)
+    s = safe_str(text, limit * 4)
     if len(s) > limit * 4:
         s = s[: limit * 4]
     escaped = s.encode("unicode_escape", "backslashreplace").decode("ascii")
@@ -228,7 +229,7 @@ class PipelineRun:
         stats = session.manager.stats
         stats.pipelines.labels(status).inc()
         if err is not None and status == "failed":
-            stats.errors.labels(err["code"]).inc()
+            stats.errors.labels(code_label(err["code"])).inc()
             await session.emit(
                 "pipeline_error", err | {"pipeline_id": self.pipeline_id, "terminal": True}
             )
@@ -405,7 +406,7 @@ class PipelineRun:
         pending, stats = self.tap.pending, self.session.manager.stats
         while pending and (final or self._error_bucket.take()):
             err = pending.popleft()
-            stats.errors.labels(err["code"]).inc()
+            stats.errors.labels(code_label(err["code"])).inc()
             await self.session.emit(
                 "pipeline_error", err | {"pipeline_id": self.pipeline_id, "terminal": False}
             )

@@ -35,6 +35,12 @@ class Settings(BaseSettings):
         description="Extra browser origins allowed to connect (comma separated; '*' allows any). "
         "The page's own origin is always allowed.",
     )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Host header names the server answers to (comma separated; '*': any); "
+        "others get HTTP 421. Unset: localhost / 127.0.0.1 / [::1] when bound to a local "
+        "address, any otherwise (DNS rebinding defence).",
+    )
     allow_localhost_origins: bool = Field(
         True, description="Also allow browser origins on localhost / 127.0.0.1 / [::1]."
     )
@@ -140,11 +146,19 @@ class Settings(BaseSettings):
         False, description="Register the faulty test-only coroutines (Test.*). Never in production."
     )
 
-    @field_validator("allowed_origins", mode="before")
+    @field_validator("allowed_origins", "allowed_hosts", mode="before")
     @classmethod
     def _split_origins(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("token")
+    @classmethod
+    def _token_not_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("the token is empty, which would let anyone in; set a secret or "
+                             "leave it unset")
         return value
 
     def spec_limits(self) -> SpecLimits:
