@@ -26,6 +26,8 @@ __all__ = ["Plumber", "ResultSink", "compile_spec", "CompiledNode", "inflight_ca
 logger = logging.getLogger(__name__)
 
 CoroMap = Callable[[Any], Any]
+#: Items a node takes per turn at least (Processor._loop), so the batch it may hold at once.
+BATCH_MIN = 256
 #: Seconds between checks for a pipeline in which no node can move.
 STALL_CHECK_INTERVAL = 0.2
 
@@ -148,13 +150,14 @@ def compile_spec(
 
 def inflight_capacity(spec: GraphSpec, topo: Topology) -> int:
     """Most items the pipeline can hold at once: its queues (one per edge of a zip node, one
-    shared by the inputs of a merge node) plus each node's concurrency."""
+    shared by the inputs of a merge node), each node's concurrency, and the batch of finished
+    results a node may hold while it waits for room downstream (its concurrency, at least 256)."""
     held = 0
     for name in topo.order:
         props = spec.nodes[name].properties
         ups = len(topo.upstream[name])
         if ups:
-            held += props.concurrency
+            held += props.concurrency + max(props.concurrency, BATCH_MIN)
             held += props.queue_size * (ups if props.aggregate_inputs and ups > 1 else 1)
     return held
 

@@ -64,4 +64,4 @@ async def test_a_graph_that_holds_too_many_items_is_refused() -> None:
     assert answer["ok"] is False and answer["error"]["code"] == "invalid_spec", answer
     issues = answer["error"]["errors"]
     assert [i["code"] for i in issues] == ["limit_exceeded"], issues
-    assert "max_inflight_items" in issues[0]["message"] and "76800" in issues[0]["message"]
+    assert "max_inflight_items" in issues[0]["message"] and "92160" in issues[0]["message"]

@@ -406,7 +406,7 @@ async def test_bad_input_is_answered_and_isolated(
 
 async def test_chain_1000_deep_validates_without_recursion_error() -> None:
     """With the node cap raised, a 1,000-deep chain is checked (no RecursionError) and runs."""
-    async with serve(max_nodes=2000, max_edges=2000, max_inflight_items=200_000) as url, \
+    async with serve(max_nodes=2000, max_edges=2000, max_inflight_items=400_000) as url, \
             connected(url) as c:
         ack = await c.call("process_msg", chain_of(1000), {"results": "batch"})
         assert ack["ok"] is True, ack
