@@ -22,7 +22,7 @@ from .items import _FAILED, _NOTHING, DROP, _Pending, _Resumed, _Run, _run_items
 from .metrics import NodeMetrics
 from .report import ItemError
 from .reprs import safe_repr, safe_str
-from .sizes import json_size, oversized
+from .sizes import json_size, oversized, quick_bounds
 from .spec import NodeProperties
 from .work import WorkMeter
 
@@ -423,12 +423,27 @@ class OutputQueue:
     """What a source coroutine gets as its output queue: the familiar `await put(item)`, bounded,
     fanned out to every downstream node."""
 
-    __slots__ = ("_node", "_outlets", "_limit")
+    __slots__ = ("_node", "_outlets", "_limit", "_bounds")
 
     def __init__(self, node: InputProcessor, limit: int | None) -> None:
         self._node = node
         self._outlets = node.outlets
         self._limit = limit
+        cap = node.max_item_bytes
+        self._bounds = quick_bounds(cap) if cap is not None else None
+
+    def _fits(self, item: Any) -> bool:
+        """True if `item` is within the node's max_item_bytes; if not, it is reported."""
+        assert self._bounds is not None
+        text_max, low, high = self._bounds
+        t = type(item)
+        if (t is int and low < item < high) or (t is str and len(item) <= text_max) \
+                or item is None or t is float or t is bool:
+            return True
+        if oversized([item], self._node.max_item_bytes or 0):
+            self._node._drop_oversized([item], [0])
+            return False
+        return True
 
     async def put(self, item: Any) -> None:
         """Send one item downstream, waiting while a downstream queue is full."""
@@ -439,8 +454,9 @@ class OutputQueue:
                 f"node {node.name!r}: more than {self._limit} items from one source",
                 node=node.name,
             )
-        if node.max_item_bytes is not None and oversized([item], node.max_item_bytes):
-            node._drop_oversized([item], [0])
+        if self._bounds is not None and type(item) is not int and not self._fits(item):
+            # ints are left to the first node that takes them (its output is checked): sources
+            # mostly emit small ints, and this check is on every put
             return
         outlets = self._outlets
         if len(outlets) == 1:
@@ -462,8 +478,7 @@ class OutputQueue:
                 f"node {node.name!r}: more than {self._limit} items from one source",
                 node=node.name,
             )
-        if node.max_item_bytes is not None and oversized([item], node.max_item_bytes):
-            node._drop_oversized([item], [0])
+        if self._bounds is not None and not self._fits(item):
             return
         node.metrics.items_out += 1
         for ch in self._outlets:

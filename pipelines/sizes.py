@@ -12,11 +12,12 @@ about to build, before building it.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Protocol
 
 from .errors import ItemTooLarge
 
-__all__ = ["check_size", "int_digits", "json_size", "oversized"]
+__all__ = ["check_size", "int_digits", "json_size", "oversized", "quick_bounds"]
 
 _SMALL = (bool, type(None))
 
@@ -81,24 +82,50 @@ def json_size(value: Any, limit: int) -> int:
     return total
 
 
+@functools.cache
+def quick_bounds(limit: int) -> tuple[int, int, int]:
+    """(text_max, int_low, int_high) under `limit`: a str of at most text_max characters, an int
+    strictly between the other two, a float, None or a bool fit, with no need to measure."""
+    big = 1 << ((limit - 2) * 3)
+    return limit // 4 - 2, -big, big
+
+
 def oversized(values: list[Any], limit: int) -> list[int]:
-    """Indexes of the values over `limit` bytes (most often none, found quickly)."""
-    text_max = limit // 4 - 2  # a str this long is under the limit, whatever its characters
-    int_max_bits = (limit - 2) * 3  # decimal digits <= bits * 0.302 + 2
-    bad: list[int] = []
-    for i, v in enumerate(values):
+    """Indexes of the values over `limit` bytes: most often none, found quickly. A batch of
+    only numbers, only short strings or only None is checked at C speed (min/max, join, count);
+    anything else costs a type check per value, and only what may be big is measured."""
+    if not values:
+        return []
+    text_max, low, high = quick_bounds(limit)
+    first = type(values[0])
+    if first is int or first is float:
+        try:  # numbers only (a str, None or a list raises TypeError), all within bounds
+            if low < min(values) and max(values) < high:
+                return []
+        except TypeError:
+            pass
+    elif first is str:
+        try:  # sum of lengths first, so that join never copies more than text_max characters
+            if sum(map(len, values)) <= text_max and len("".join(values)) <= text_max:
+                return []
+        except TypeError:  # join: not only strings
+            pass
+    elif values[0] is None and values.count(None) == len(values):
+        return []
+    for v in values:
         t = type(v)
         if t is int:
-            if v.bit_length() <= int_max_bits:
+            if low < v < high:
                 continue
         elif t is str:
             if len(v) <= text_max:
                 continue
-        elif t is float or t is bool or v is None:
+        elif v is None or t is float or t is bool:
             continue
-        if json_size(v, limit) > limit:
-            bad.append(i)
-    return bad
+        break  # something to measure: the slow pass
+    else:
+        return []
+    return [i for i, v in enumerate(values) if json_size(v, limit) > limit]
 
 
 def check_size(node: _Sized, size: int, what: str = "result") -> None:
