@@ -451,7 +451,7 @@ class OutputQueue:
         m = node.metrics
         if self._limit is not None and m.items_out >= self._limit:
             raise LimitExceeded(
-                f"node {node.name!r}: more than {self._limit} items from one source",
+                f"node {node.name!r}: more than {self._limit} items from one source (limit max_source_items)",
                 node=node.name,
             )
         if self._bounds is not None and type(item) is not int and not self._fits(item):
@@ -475,7 +475,7 @@ class OutputQueue:
         node = self._node
         if self._limit is not None and node.metrics.items_out >= self._limit:
             raise LimitExceeded(
-                f"node {node.name!r}: more than {self._limit} items from one source",
+                f"node {node.name!r}: more than {self._limit} items from one source (limit max_source_items)",
                 node=node.name,
             )
         if self._bounds is not None and not self._fits(item):
@@ -495,7 +495,7 @@ class OutputQueue:
         node = self._node
         if self._limit is not None and node.metrics.items_out + len(items) > self._limit:
             raise LimitExceeded(
-                f"node {node.name!r}: more than {self._limit} items from one source",
+                f"node {node.name!r}: more than {self._limit} items from one source (limit max_source_items)",
                 node=node.name,
             )
         await node._emit(list(items))
