@@ -58,7 +58,7 @@ async def _forging_client(
 
 @pytest.mark.parametrize("mode", ["recv", "batch"])
 async def test_blind_acks_do_not_open_the_window(mode: str) -> None:
-    async with serve(stall_timeout=4) as url:
+    async with serve(stall_timeout=6) as url:
         window_full = asyncio.Event()
         async with beside_canary(url):  # the canary is held while the acks are forged
             attack = asyncio.create_task(_forging_client(url, mode, window_full))

@@ -54,7 +54,7 @@ async def silent_beside_canary(url: str, spec: dict[str, Any], mode: str) -> dic
 
 @pytest.mark.parametrize("mode", ["batch", "recv"])
 async def test_unacknowledged_results_are_bounded_in_bytes(mode: str) -> None:
-    async with serve(max_session_bytes=BUDGET, stall_timeout=3) as url:
+    async with serve(max_session_bytes=BUDGET, stall_timeout=5) as url:
         done = await silent_beside_canary(url, big_results(30), mode)
         assert done["status"] == "failed" and done["error"]["code"] == "client_stalled", done
         # 4 MB of results may wait for acks (one result past it at most): not all 30 (6 MB)
