@@ -73,11 +73,11 @@ def settings_from_args(argv: Sequence[str] | None = None) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        parser.error("; ".join(
+        # One line (no usage dump): the setting and what is wrong with it; exit status 2.
+        parser.exit(2, f"{parser.prog}: error: " + "; ".join(
             f"--{'.'.join(str(p) for p in e['loc']).replace('_', '-')}: {e['msg']}"
             for e in exc.errors()
-        ))
-        raise  # unreachable: parser.error exits
+        ) + " (see --help)\n")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
