@@ -16,19 +16,26 @@ from typing import Any
 
 import socketio  # type: ignore[import-untyped]
 
-__all__ = ["ACK_ID_SPACE", "RandomAckManager"]
+__all__ = ["ACK_ID_SPACE", "RandomAckIds", "RandomAckManager"]
 
 #: Ack ids are drawn from 1 .. 2**53 - 1.
 ACK_ID_SPACE = 2**53 - 1
 
 
-class RandomAckManager(socketio.AsyncManager):  # type: ignore[misc]
-    """The default in-process manager with random, single-use ack ids."""
+class RandomAckIds:
+    """Mix into any python-socketio manager (before it in the bases) for random ack ids,
+    e.g. `class RedisAcks(RandomAckIds, socketio.AsyncRedisManager)`."""
+
+    callbacks: dict[str, dict[int, Any]]
 
     def _generate_ack_id(self, sid: str, callback: Callable[..., Any]) -> int:
-        pending: dict[int, Any] = self.callbacks.setdefault(sid, {})
+        pending = self.callbacks.setdefault(sid, {})
         while True:
             ack_id = secrets.randbelow(ACK_ID_SPACE) + 1
             if ack_id not in pending:
                 pending[ack_id] = callback
                 return ack_id
+
+
+class RandomAckManager(RandomAckIds, socketio.AsyncManager):  # type: ignore[misc]
+    """The default in-process manager with random, single-use ack ids."""
