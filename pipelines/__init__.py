@@ -6,6 +6,7 @@ Importing the package has no side effects: no logging set-up, no tasks, no outpu
 from .channel import Channel
 from .errors import (
     ItemTimeout,
+    ItemTooLarge,
     LimitExceeded,
     NodeFailed,
     PipelineError,
@@ -41,6 +42,7 @@ __all__ = [
     "ItemError",
     "LogSkippedItems",
     "ItemTimeout",
+    "ItemTooLarge",
     "LimitExceeded",
     "NodeFailed",
     "NodeProperties",

@@ -13,6 +13,7 @@ __all__ = [
     "NodeFailed",
     "LimitExceeded",
     "ItemTimeout",
+    "ItemTooLarge",
     "Stalled",
 ]
 
@@ -94,6 +95,12 @@ class ItemTimeout(PipelineError, TimeoutError):
     """Raised when one item takes longer than its node's `timeout`."""
 
     code = "item_timeout"
+
+
+class ItemTooLarge(PipelineError, ValueError):
+    """Raised when a node would pass on (or build) a value over its `max_item_bytes` limit."""
+
+    code = "item_too_large"
 
 
 class Stalled(PipelineError, RuntimeError):

@@ -16,13 +16,18 @@ from .errors import PipelineError, RegistryError, SpecError, SpecIssue, Stalled
 from .processor import InputProcessor, MergeInlet, Processor, ZipInlet
 from .registry import CoroInfo, Registry, inspect_coroutine
 from .report import ItemError, LogSkippedItems, NodeReport, Result, RunReport, RunStatus
+from .reprs import safe_repr
+from .sizes import json_size
 from .spec import LIBRARY_LIMITS, GraphSpec, SpecLimits, Topology, check_graph, parse_spec
+from .work import WorkMeter
 
-__all__ = ["Plumber", "ResultSink", "compile_spec", "CompiledNode"]
+__all__ = ["Plumber", "ResultSink", "compile_spec", "CompiledNode", "inflight_capacity"]
 
 logger = logging.getLogger(__name__)
 
 CoroMap = Callable[[Any], Any]
+#: Items a node takes per turn at least (Processor._loop), so the batch it may hold at once.
+BATCH_MIN = 256
 #: Seconds between checks for a pipeline in which no node can move.
 STALL_CHECK_INTERVAL = 0.2
 
@@ -130,9 +135,31 @@ def compile_spec(
                                     f"{limits.max_queue_size} allowed"))
         if not arg_issues:
             compiled[name] = CompiledNode(name, info, kwargs, node)
+    if topo is not None and limits.max_inflight_items is not None:
+        held = inflight_capacity(spec, topo)
+        if held > limits.max_inflight_items:
+            issues.append(SpecIssue("nodes", "limit_exceeded",
+                                    f"the queues and concurrency of this graph let it hold "
+                                    f"{held} items at once; at most {limits.max_inflight_items} "
+                                    "allowed (limit max_inflight_items): lower queue_size or "
+                                    "concurrency"))
     if issues or topo is None:
         raise SpecError(issues)
     return spec, topo, compiled
+
+
+def inflight_capacity(spec: GraphSpec, topo: Topology) -> int:
+    """Most items the pipeline can hold at once: its queues (one per edge of a zip node, one
+    shared by the inputs of a merge node), each node's concurrency, and the batch of finished
+    results a node may hold while it waits for room downstream (its concurrency, at least 256)."""
+    held = 0
+    for name in topo.order:
+        props = spec.nodes[name].properties
+        ups = len(topo.upstream[name])
+        if ups:
+            held += props.concurrency + max(props.concurrency, BATCH_MIN)
+            held += props.queue_size * (ups if props.aggregate_inputs and ups > 1 else 1)
+    return held
 
 
 class ResultSink:
@@ -221,6 +248,8 @@ class Plumber:
     def _build(self, compiled: dict[str, CompiledNode],
                on_item_error: Callable[[ItemError], None] | None) -> None:
         topo = self.topo
+        limit = self.limits.max_pipeline_items
+        work = WorkMeter(limit) if limit is not None else None
         for name in topo.order:
             c = compiled[name]
             cls = InputProcessor if name in topo.inputs else Processor
@@ -228,6 +257,8 @@ class Plumber:
                        env_vars=self.env_vars, coro_name=c.info.name, on_item_error=on_item_error)
             if isinstance(node, InputProcessor):
                 node.max_items = self.limits.max_source_items
+            node.max_item_bytes = self.limits.max_item_bytes
+            node.work = work
             self.nodes[name] = node
         for name in topo.order:
             ups = topo.upstream[name]
@@ -297,6 +328,30 @@ class Plumber:
                       for a, b, ch in self._edges],
         }
 
+    def held_bytes(self, limit: int) -> int:
+        """About how many bytes the values waiting in the pipeline's queues and result buffer
+        take (as JSON); counting stops once over `limit`. Safe to call while running."""
+        total = 0
+        seen: set[int] = set()
+        channels = [ch for _, _, ch in self._edges]
+        if self._sink.channel is not None:
+            channels.append(self._sink.channel)
+        for ch in channels:
+            if id(ch) in seen:
+                continue
+            seen.add(id(ch))
+            for v in ch.buf:
+                t = type(v)
+                if t is int or t is float or v is None or t is bool:
+                    total += 8
+                elif t is str:
+                    total += len(v) + 2
+                else:
+                    total += json_size(v, max(0, limit - total))
+                if total > limit:
+                    return total
+        return total
+
     def _make_report(self, error: PipelineError | None = None) -> RunReport:
         nodes = {
             # A source's `in` is what it produced, however the run ended (live metrics agree).
@@ -348,7 +403,7 @@ class Plumber:
             error = _first_error(group)
             if error is None:
                 logger.error("pipeline %s: internal error", self.name, exc_info=group)
-                error = PipelineError(f"internal error: {group.exceptions[0]!r}")
+                error = PipelineError(f"internal error: {safe_repr(group.exceptions[0])}")
         finally:
             if self._watch is not None:
                 self._watch.cancel()

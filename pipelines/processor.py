@@ -16,12 +16,15 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from .channel import Channel, Waker
-from .errors import ItemTimeout, LimitExceeded, NodeFailed, PipelineError
+from .errors import ItemTimeout, ItemTooLarge, LimitExceeded, NodeFailed, PipelineError
 from .inlets import Inlet, MergeInlet, ZipInlet
 from .items import _FAILED, _NOTHING, DROP, _Pending, _Resumed, _Run, _run_items, _settle
 from .metrics import NodeMetrics
 from .report import ItemError
+from .reprs import safe_repr, safe_str
+from .sizes import json_size, oversized, quick_bounds
 from .spec import NodeProperties
+from .work import WorkMeter
 
 if TYPE_CHECKING:
     from .plumber import ResultSink
@@ -43,6 +46,10 @@ class Processor:
     """
 
     kind = "processor"
+    #: Largest value (JSON bytes) this node passes on; bigger ones are item errors. None: no cap.
+    max_item_bytes: int | None = None
+    #: The pipeline's shared count of items taken by all nodes (None: no limit).
+    work: WorkMeter | None = None
 
     def __init__(
         self,
@@ -110,9 +117,8 @@ class Processor:
         m.errors += 1
         if isinstance(exc, TimeoutError) and not isinstance(exc, ItemTimeout):
             exc = ItemTimeout(f"no result within {self.properties.timeout} s", node=self._name)
-        text = repr(item)
-        err = ItemError(self._name, text if len(text) <= 200 else text[:197] + "...",
-                        type(exc).__name__, str(exc)[:500])
+        err = ItemError(self._name, safe_repr(item, 200), type(exc).__name__, safe_str(exc, 500),
+                        exc.code if isinstance(exc, ItemTooLarge) else "node_error")
         if len(self.first_errors) < _MAX_KEPT_ERRORS:
             self.first_errors.append(err)
         if self.properties.on_error == "fail":
@@ -128,6 +134,12 @@ class Processor:
     async def _emit(self, values: list[Any]) -> None:
         """Pass `values` to every downstream node, each at its own pace (a full edge does not
         hold back the others), waiting until all have them."""
+        if self.max_item_bytes is not None:
+            bad = oversized(values, self.max_item_bytes)
+            if bad:
+                values = self._drop_oversized(values, bad)
+                if not values:
+                    return
         self.metrics.items_out += len(values)
         if self.sink is not None:  # an output node (it has no outlets)
             await self.sink.deliver(self._name, values)
@@ -156,6 +168,20 @@ class Processor:
             await self._wait_for_room(waiting)
         if all(ch.abandoned for ch in outlets):
             raise _Detached
+
+    def _drop_oversized(self, values: list[Any], bad: list[int]) -> list[Any]:
+        """`values` without the ones over `max_item_bytes`, each reported as an item error."""
+        limit = self.max_item_bytes
+        assert limit is not None
+        for i in bad:
+            size = json_size(values[i], limit)
+            self._item_failed(
+                f"<a {type(values[i]).__name__} result>",
+                ItemTooLarge(f"result of more than {size - 1} bytes is over the limit of "
+                             f"{limit} bytes per item", node=self._name),
+            )
+        skip = set(bad)
+        return [v for i, v in enumerate(values) if i not in skip]
 
     async def _wait_for_room(self, channels: list[Channel]) -> None:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -280,6 +306,7 @@ class Processor:
         finished = self._finished
         m = self.metrics
         perf = time.perf_counter
+        work = self.work
         input_done = False
         while True:
             out: list[Any] = []
@@ -327,6 +354,10 @@ class Processor:
                     took += n
                     budget -= n
                     m.items_in += n
+                    if work is not None:
+                        work.items += n
+                        if work.items > work.limit:
+                            raise work.exceeded(self._name)
                     t0 = perf()
                     eager_n = 0
                     pos = 0 if eager else n
@@ -392,12 +423,27 @@ class OutputQueue:
     """What a source coroutine gets as its output queue: the familiar `await put(item)`, bounded,
     fanned out to every downstream node."""
 
-    __slots__ = ("_node", "_outlets", "_limit")
+    __slots__ = ("_node", "_outlets", "_limit", "_bounds")
 
     def __init__(self, node: InputProcessor, limit: int | None) -> None:
         self._node = node
         self._outlets = node.outlets
         self._limit = limit
+        cap = node.max_item_bytes
+        self._bounds = quick_bounds(cap) if cap is not None else None
+
+    def _fits(self, item: Any) -> bool:
+        """True if `item` is within the node's max_item_bytes; if not, it is reported."""
+        assert self._bounds is not None
+        text_max, low, high = self._bounds
+        t = type(item)
+        if (t is int and low < item < high) or (t is str and len(item) <= text_max) \
+                or item is None or t is float or t is bool:
+            return True
+        if oversized([item], self._node.max_item_bytes or 0):
+            self._node._drop_oversized([item], [0])
+            return False
+        return True
 
     async def put(self, item: Any) -> None:
         """Send one item downstream, waiting while a downstream queue is full."""
@@ -405,9 +451,13 @@ class OutputQueue:
         m = node.metrics
         if self._limit is not None and m.items_out >= self._limit:
             raise LimitExceeded(
-                f"node {node.name!r}: more than {self._limit} items from one source",
+                f"node {node.name!r}: more than {self._limit} items from one source (limit max_source_items)",
                 node=node.name,
             )
+        if self._bounds is not None and type(item) is not int and not self._fits(item):
+            # ints are left to the first node that takes them (its output is checked): sources
+            # mostly emit small ints, and this check is on every put
+            return
         outlets = self._outlets
         if len(outlets) == 1:
             ch = outlets[0]
@@ -425,9 +475,11 @@ class OutputQueue:
         node = self._node
         if self._limit is not None and node.metrics.items_out >= self._limit:
             raise LimitExceeded(
-                f"node {node.name!r}: more than {self._limit} items from one source",
+                f"node {node.name!r}: more than {self._limit} items from one source (limit max_source_items)",
                 node=node.name,
             )
+        if self._bounds is not None and not self._fits(item):
+            return
         node.metrics.items_out += 1
         for ch in self._outlets:
             if ch.abandoned:
@@ -443,7 +495,7 @@ class OutputQueue:
         node = self._node
         if self._limit is not None and node.metrics.items_out + len(items) > self._limit:
             raise LimitExceeded(
-                f"node {node.name!r}: more than {self._limit} items from one source",
+                f"node {node.name!r}: more than {self._limit} items from one source (limit max_source_items)",
                 node=node.name,
             )
         await node._emit(list(items))

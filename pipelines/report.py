@@ -45,6 +45,7 @@ class ItemError:
     item: str  # repr, truncated
     error_type: str
     message: str
+    code: str = "node_error"  # or a more specific code: item_too_large
 
     def to_dict(self) -> dict[str, str]:
         return {"node": self.node, "item": self.item, "error_type": self.error_type,

@@ -119,6 +119,9 @@ class SpecLimits(BaseModel):
     max_concurrency: int | None = 256
     max_queue_size: int | None = 1024
     max_source_items: int | None = 100_000
+    max_item_bytes: int | None = 1_000_000
+    max_pipeline_items: int | None = 10_000_000
+    max_inflight_items: int | None = 65_536
 
 
 #: Generous limits for in-process library use, where the caller is trusted.
@@ -129,6 +132,9 @@ LIBRARY_LIMITS = SpecLimits(
     max_concurrency=1_000_000,
     max_queue_size=100_000_000,
     max_source_items=None,
+    max_item_bytes=None,
+    max_pipeline_items=None,
+    max_inflight_items=None,
 )
 
 

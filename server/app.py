@@ -19,6 +19,7 @@ from .admission import ADMISSION, Admission
 from .cluster import make_client_manager, setup_cluster, start_manager, stop_manager
 from .coroutines.plugin import CoroutinePlugin
 from .handlers import register_handlers
+from .hosts import host_guard
 from .http_runs import setup_http_runs
 from .keys import SESSIONS, SETTINGS, SIO
 from .payload import SafePacket
@@ -161,8 +162,11 @@ def create_app(settings: Settings | None = None, registry: RegistryArg = None) -
 def build_service(app: web.Application, settings: Settings, loaded: LoadedCoroutines) -> None:
     """Add the service (socket.io, routes, page, lifecycle) to a fresh `app` of its own."""
     registry = loaded.registry
+    # DNS rebinding: only the allowed Host names reach the service (HTTP 421 otherwise).
+    app.middlewares.append(host_guard(settings))
     sio = socketio.AsyncServer(
         async_mode="aiohttp",
+        # random, single-use ack ids (acks name what they answer: no blind acks), on Redis too
         client_manager=make_client_manager(settings),
         serializer=SafePacket,
         cors_allowed_origins=origin_checker(settings),

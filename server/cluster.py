@@ -22,6 +22,7 @@ from typing import Any
 import socketio  # type: ignore[import-untyped]
 from aiohttp import web
 
+from .ackids import RandomAckIds, RandomAckManager
 from .keys import SETTINGS, SIO
 from .payload import PayloadProblem, check_payload, loads_checked
 from .protocol import error, fail
@@ -40,7 +41,7 @@ SERVER_ID = web.AppKey("pipelines_server_id", str)
 _PUBLISH_TIMEOUT = 3.0
 
 
-class _RedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
+class _RedisManager(RandomAckIds, socketio.AsyncRedisManager):  # type: ignore[misc]
     """python-socketio's Redis manager, closing the connections a reconnect replaces (the
     library drops them open, which leaks a socket per Redis outage)."""
 
@@ -75,10 +76,11 @@ async def _close_quietly(conn: Any) -> None:
         logger.debug("closing a Redis connection: %s", exc)
 
 
-def make_client_manager(settings: Settings) -> socketio.AsyncManager | None:
-    """The Redis manager for `settings.redis_url`, or None (the default in-process manager)."""
+def make_client_manager(settings: Settings) -> socketio.AsyncManager:
+    """The Redis manager for `settings.redis_url`, or the in-process one; both draw random,
+    single-use ack ids (see `server.ackids`)."""
     if settings.redis_url is None:
-        return None
+        return RandomAckManager()
     if importlib.util.find_spec("redis") is None:
         raise RuntimeError("redis_url is set but the redis package is missing: "
                            "pip install 'pipelines[redis]'")

@@ -23,7 +23,7 @@ from pipelines.errors import PipelineError
 
 from .admission import Admission
 from .payload import INVALID_EVENT, OVER_BUDGET_EVENT, PayloadProblem, check_payload
-from .protocol import error, fail
+from .protocol import code_label, error, fail
 from .session import Session, SessionManager, SessionRefused, oneline
 from .wire import EVENTS
 
@@ -50,7 +50,7 @@ async def _answer_failure(
     lines are metered per client address."""
     code = err["code"]
     manager = session.manager
-    manager.stats.errors.labels(code).inc()
+    manager.stats.errors.labels(code_label(code)).inc()
     if code not in _FLOOD_CODES or not session.throttled(code):
         # A refused request is not an error of the pipeline that may be running: no id, and
         # `event` names the request, so clients can tell the two apart.

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["RunOptions", "error", "fail"]
+__all__ = ["RunOptions", "code_label", "error", "fail"]
+
+_CODE = re.compile(r"[a-z][a-z_]{0,39}")
 
 
 class RunOptions(BaseModel):
@@ -35,3 +38,9 @@ def error(
 def fail(err: dict[str, Any]) -> dict[str, Any]:
     """The negative ack answer around an error object."""
     return {"ok": False, "error": err}
+
+
+def code_label(code: object) -> str:
+    """An error code fit for a Prometheus label value: a short snake_case word of ours, or
+    "other" (user-controlled text never becomes a label value)."""
+    return code if isinstance(code, str) and _CODE.fullmatch(code) else "other"

@@ -27,9 +27,10 @@ from pipelines.errors import PipelineError
 from pipelines.plumber import Plumber
 from pipelines.registry import Registry
 from pipelines.report import ItemError, Result, RunReport, RunStatus
+from pipelines.reprs import safe_str
 
 from .payload import CheckedPayload
-from .protocol import RunOptions, error, fail
+from .protocol import RunOptions, code_label, error, fail
 from .ratelimit import TokenBucket
 from .settings import Settings
 from .stats import ServerStats
@@ -40,7 +41,6 @@ __all__ = ["PipelineRun", "Session", "SessionManager", "SessionRefused", "onelin
 
 logger = logging.getLogger(__name__)
 
-_SKIP = object()  # a result that was not delivered (too large, not serialisable)
 _BIG_INT = 10**100
 _STOP_MESSAGES = {
     "cancel": ("cancelled", None, "cancelled by the client"),
@@ -48,12 +48,16 @@ _STOP_MESSAGES = {
     "shutdown": ("cancelled", "shutdown", "the server is shutting down"),
     "budget_exceeded": ("failed", "budget_exceeded", "the pipeline ran past its wall-clock budget"),
     "client_stalled": ("failed", "client_stalled", "the client acknowledged no result in time"),
+    "memory_exceeded": ("failed", "limit_exceeded", "the pipeline held more bytes than the "
+                        "session's budget (limit max_session_bytes)"),
 }
+#: Seconds between two counts of the bytes a running pipeline holds.
+MEMORY_CHECK_INTERVAL = 0.5
 
 
 def oneline(text: object, limit: int = 300) -> str:
     """`text` as one escaped, truncated line, safe for logs (no newlines, escapes or NULs)."""
-    s = str(text)
+    s = safe_str(text, limit * 4)
     if len(s) > limit * 4:
         s = s[: limit * 4]
     escaped = s.encode("unicode_escape", "backslashreplace").decode("ascii")
@@ -80,7 +84,7 @@ class _ErrorTap:
     def add_item_error(self, err: ItemError) -> None:
         self.add(
             error(
-                "node_error",
+                err.code,
                 f"node {err.node!r}: item {err.item} failed: {err.error_type}: {err.message}",
                 path=f"nodes.{err.node}",
                 node=err.node,
@@ -112,7 +116,8 @@ class PipelineRun:
         self.options = options
         self.tap = tap
         size = min(options.window or settings.default_window, settings.max_window)
-        self.window = CreditWindow(size, stall_timeout=settings.stall_timeout)
+        self.window = CreditWindow(size, stall_timeout=settings.stall_timeout,
+                                   max_bytes=settings.max_session_bytes // 2)
         # Batches no larger than half the window keep two of them in flight (pipelining).
         self.chunk = max(1, min(settings.batch_max_items, size // 2 or 1))
         self.interval = max(options.metrics_interval, settings.metrics_min_interval)
@@ -224,7 +229,7 @@ class PipelineRun:
         stats = session.manager.stats
         stats.pipelines.labels(status).inc()
         if err is not None and status == "failed":
-            stats.errors.labels(err["code"]).inc()
+            stats.errors.labels(code_label(err["code"])).inc()
             await session.emit(
                 "pipeline_error", err | {"pipeline_id": self.pipeline_id, "terminal": True}
             )
@@ -256,32 +261,33 @@ class PipelineRun:
         )
 
     # -- results -------------------------------------------------------------------------
-    def _deliverable(self, result: Result) -> Any:
-        """The value to send, or _SKIP (an error is queued) if it cannot or must not be sent."""
+    def _deliverable(self, result: Result) -> tuple[Any, int] | None:
+        """The value to send and its size in bytes, or None (an error is queued) if it cannot
+        or must not be sent."""
         value = result.value
         kind = type(value)
         limit = self.session.manager.settings.max_result_bytes
         if kind is str:
             if len(value) * 6 + 2 <= limit:  # worst-case JSON size of a str
-                return value
+                return value, len(value) + 2
         elif value is None or kind is bool:
-            return value
+            return value, 8
         elif kind is int:
             if -_BIG_INT < value < _BIG_INT:
-                return value
+                return value, 8
         elif kind is float and math.isfinite(value):
-            return value
+            return value, 24
         try:
             size = len(json.dumps(value, allow_nan=False, separators=(",", ":")))
         except (TypeError, ValueError, RecursionError) as exc:
             self._skip(result, "unserializable_result",
                        f"result cannot be sent as JSON: {type(exc).__name__}: {exc}")
-            return _SKIP
+            return None
         if size > limit:
             self._skip(result, "result_too_large",
                        f"result of {size} bytes is over the limit of {limit} bytes")
-            return _SKIP
-        return value
+            return None
+        return value, size
 
     def _skip(self, result: Result, code: str, message: str) -> None:
         self.skipped += 1
@@ -290,37 +296,57 @@ class PipelineRun:
                   path=f"nodes.{result.node}", node=result.node)
         )
 
-    def _values(self, batch: list[Result]) -> list[tuple[str, Any]]:
-        """(node, value) of every result that may be sent; the common types checked inline."""
+    def _values(self, batch: list[Result]) -> tuple[list[tuple[str, Any]], list[int]]:
+        """(node, value) of every result that may be sent, and the size of each in bytes; the
+        common types checked inline."""
         str_max = self.session.manager.settings.max_result_bytes // 6 - 1
         out: list[tuple[str, Any]] = []
-        append = out.append
+        sizes: list[int] = []
+        append, size = out.append, sizes.append
         for r in batch:
             v = r.value
             kind = type(v)
-            if (kind is int and -_BIG_INT < v < _BIG_INT) or (kind is str and len(v) <= str_max):
+            if kind is int and -_BIG_INT < v < _BIG_INT:
                 append((r.node, v))
-            elif (v := self._deliverable(r)) is not _SKIP:
+                size(8)
+            elif kind is str and len(v) <= str_max:
                 append((r.node, v))
-        return out
+                size(len(v) + 2)
+            elif (checked := self._deliverable(r)) is not None:
+                append((r.node, checked[0]))
+                size(checked[1])
+        return out, sizes
+
+    def _parts(self, values: list[tuple[str, Any]], sizes: list[int]) -> list[tuple[int, int, int]]:
+        """(start, end, bytes) of each `results` event: at most `chunk` results and half the
+        window's bytes (a single larger result goes alone)."""
+        parts = []
+        byte_chunk = self.window.max_bytes // 2
+        start, nbytes = 0, 0
+        for i, n in enumerate(sizes):
+            if i > start and (i - start >= self.chunk or nbytes + n > byte_chunk):
+                parts.append((start, i, nbytes))
+                start, nbytes = i, 0
+            nbytes += n
+        parts.append((start, len(sizes), nbytes))
+        return parts
 
     async def _pump(self) -> None:
         batch_mode = self.options.results == "batch"
         emit, window, stats = self.session.emit, self.window, self.session.manager.stats
         async for batch in self.plumber.result_batches(max_batch=1024):
-            values = self._values(batch)
+            values, sizes = self._values(batch)
             if not values:
                 continue
             if batch_mode:
-                for start in range(0, len(values), self.chunk):
-                    part = values[start : start + self.chunk]
+                for start, end, nbytes in self._parts(values, sizes):
                     seq = self.delivered
                     items = [
                         {"node": node, "seq": seq + i, "value": v}
-                        for i, (node, v) in enumerate(part)
+                        for i, (node, v) in enumerate(values[start:end])
                     ]
-                    await window.acquire(len(items))
-                    callback = window.sent(len(items), flush=True)
+                    await window.acquire(len(items), nbytes)
+                    callback = window.sent(len(items), nbytes, flush=True)
                     self.delivered += len(items)
                     # Values are checked (no bytes): the packet need not scan them for binary.
                     payload = CheckedPayload(pipeline_id=self.pipeline_id, items=items)
@@ -328,8 +354,8 @@ class PipelineRun:
             else:
                 last = len(values) - 1
                 for i, (_, v) in enumerate(values):
-                    await window.acquire(1)
-                    callback = window.sent(1, flush=i == last)
+                    await window.acquire(1, sizes[i])
+                    callback = window.sent(1, sizes[i], flush=i == last)
                     self.delivered += 1
                     await emit("recv", (v,), callback)
             stats.results.inc(len(values))
@@ -348,10 +374,18 @@ class PipelineRun:
         settings = self.session.manager.settings
         tick = min(self.interval, 0.25)
         next_metrics = time.monotonic() + self.interval
+        next_memory = time.monotonic() + MEMORY_CHECK_INTERVAL
         deadline = self.started + settings.pipeline_budget
+        budget = settings.max_session_bytes
         while True:
             await asyncio.sleep(tick)
             now = time.monotonic()
+            if now >= next_memory:
+                next_memory = now + MEMORY_CHECK_INTERVAL
+                sending = self.window.unacked_bytes
+                if sending + self.plumber.held_bytes(budget - sending) > budget:
+                    await self.stop("memory_exceeded")
+                    return
             if now >= deadline:
                 await self.stop("budget_exceeded")
                 return
@@ -372,7 +406,7 @@ class PipelineRun:
         pending, stats = self.tap.pending, self.session.manager.stats
         while pending and (final or self._error_bucket.take()):
             err = pending.popleft()
-            stats.errors.labels(err["code"]).inc()
+            stats.errors.labels(code_label(err["code"])).inc()
             await self.session.emit(
                 "pipeline_error", err | {"pipeline_id": self.pipeline_id, "terminal": False}
             )

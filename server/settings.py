@@ -36,6 +36,12 @@ class Settings(BaseSettings):
         description="Extra browser origins allowed to connect (comma separated; '*' allows any). "
         "The page's own origin is always allowed.",
     )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Host header names the server answers to (comma separated; '*': any); "
+        "others get HTTP 421. Unset: localhost / 127.0.0.1 / [::1] when bound to a local "
+        "address, any otherwise (DNS rebinding defence).",
+    )
     allow_localhost_origins: bool = Field(
         True, description="Also allow browser origins on localhost / 127.0.0.1 / [::1]."
     )
@@ -75,6 +81,18 @@ class Settings(BaseSettings):
     max_args_bytes: int = Field(65_536, ge=2, description="Largest `args` of one node, as JSON.")
     max_source_items: int = Field(
         100_000, ge=1, description="Most items one source node may emit per run."
+    )
+    max_item_bytes: int = Field(
+        1_000_000, ge=64, description="Largest value a node may pass on (text bytes, nested JSON "
+        "size); bigger ones are item errors `item_too_large`."
+    )
+    max_pipeline_items: int = Field(
+        10_000_000, ge=1, description="Most items one pipeline may process, summed over all its "
+        "nodes (more: the run fails, `limit_exceeded`)."
+    )
+    max_inflight_items: int = Field(
+        65_536, ge=1, description="Most items a graph's queues and concurrency may hold at once "
+        "(more: the spec is refused, `limit_exceeded`)."
     )
     max_concurrency: int = Field(256, ge=1, description="Largest `concurrency` a node may ask for.")
     max_queue_size: int = Field(1024, ge=1, description="Largest `queue_size` a node may ask for.")
@@ -150,6 +168,11 @@ class Settings(BaseSettings):
     )
     max_result_bytes: int = Field(
         1_000_000, ge=16, description="Largest single result value, as JSON (bytes)."
+    )
+    max_session_bytes: int = Field(
+        128_000_000, ge=1024, description="Byte budget of one session's running pipeline: half "
+        "for results sent and not yet acknowledged (the sender waits), and the values waiting in "
+        "its queues and result buffer count against the whole (over: `limit_exceeded`)."
     )
     default_window: int = Field(
         256, ge=1, description="Credit window: results sent and not yet acknowledged (default)."
@@ -227,7 +250,10 @@ class Settings(BaseSettings):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
 
-    @field_validator("allowed_origins", "coroutines", "fetch_hosts", "trusted_proxies", mode="before")
+    @field_validator(
+        "allowed_origins", "allowed_hosts", "coroutines", "fetch_hosts", "trusted_proxies",
+        mode="before",
+    )
     @classmethod
     def _split_lists(cls, value: Any) -> Any:
         # "a,b" (environment) or ["a", "b,c"] (a repeated flag): one flat list.
@@ -244,6 +270,14 @@ class Settings(BaseSettings):
             ipaddress.ip_network(item, strict=False)  # ValueError names the bad entry
         return value
 
+    @field_validator("token")
+    @classmethod
+    def _token_not_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("the token is empty, which would let anyone in; set a secret or "
+                             "leave it unset")
+        return value
+
     def spec_limits(self) -> SpecLimits:
         """The engine limits these settings impose on every submitted spec."""
         return SpecLimits(
@@ -253,4 +287,7 @@ class Settings(BaseSettings):
             max_concurrency=self.max_concurrency,
             max_queue_size=self.max_queue_size,
             max_source_items=self.max_source_items,
+            max_item_bytes=self.max_item_bytes,
+            max_pipeline_items=self.max_pipeline_items,
+            max_inflight_items=self.max_inflight_items,
         )

@@ -359,7 +359,8 @@ CASES: list[Case] = [
     C("unknown-namespace", unknown_namespace, "namespace_refused"),
     # runs that go wrong
     C("too-many-items", too_many_items, "limit_exceeded", max_source_items=1000),
-    C("oversized-item", oversized_item, "result_too_large"),
+    C("oversized-item", oversized_item, "item_too_large"),
+    C("oversized-result", oversized_item, "result_too_large", max_item_bytes=3_000_000),
     C("unserializable-result", unserializable, "unserializable_result"),
 ]
 
@@ -405,7 +406,8 @@ async def test_bad_input_is_answered_and_isolated(
 
 async def test_chain_1000_deep_validates_without_recursion_error() -> None:
     """With the node cap raised, a 1,000-deep chain is checked (no RecursionError) and runs."""
-    async with serve(max_nodes=2000, max_edges=2000) as url, connected(url) as c:
+    async with serve(max_nodes=2000, max_edges=2000, max_inflight_items=400_000) as url, \
+            connected(url) as c:
         ack = await c.call("process_msg", chain_of(1000), {"results": "batch"})
         assert ack["ok"] is True, ack
         done = await c.wait_done(within=60)

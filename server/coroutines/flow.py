@@ -12,6 +12,7 @@ from pydantic import Field
 
 from pipelines.processor import DROP, Processor
 from pipelines.registry import Registry
+from pipelines.sizes import check_size, json_size
 
 from .common import Delay, counters
 
@@ -84,4 +85,7 @@ def register(reg: Registry) -> None:
 
     @reg.processor("Flow.collect", doc="Passes all inputs of one call on as a list (zip result).")
     async def collect(self: Processor, q_elt: tuple[Any, ...]) -> list[Any]:
+        limit = self.max_item_bytes
+        if limit is not None:
+            check_size(self, json_size(q_elt, limit), "the list")
         return list(q_elt)
