@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 
@@ -53,6 +54,8 @@ async def test_combined_attack_leaves_the_canary_its_pace() -> None:
         attacker = await asyncio.create_subprocess_exec(
             sys.executable, "tests/hostile_attack.py", url, "--seconds", "10",
             "--local", ATTACKER, cwd=ROOT,
+            # the checkout's `server` (tests import it) is importable from its root, not installed
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         try:
             assert attacker.stdout is not None
