@@ -29,6 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import topology  # noqa: E402  (a sibling module; this file is run as a script)
 
 ROOT = topology.ROOT
+# The checkout's own `server` package (installed, it is `pipelines_server`): this script runs
+# from a checkout, and so do the processes it starts (their working directory is ROOT).
+sys.path.insert(1, str(ROOT))
 DEFAULT_RUN_DIR = ROOT / ".cluster"
 STOP_TIMEOUT = 15.0
 
