@@ -15,8 +15,9 @@ from aiohttp import web
 
 from .coroutines import build_registry
 from .handlers import register_handlers
-from .keys import SESSIONS, SETTINGS, SIO
+from .keys import REMOTE, SESSIONS, SETTINGS, SIO
 from .payload import SafePacket
+from .remote import RemoteService
 from .routes import setup_routes
 from .session import SessionManager
 from .settings import Settings
@@ -83,6 +84,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     manager, sio = app[SESSIONS], app[SIO]
     await manager.close_all()
     await sio.shutdown()
+    await app[REMOTE].close()
 
 
 async def _on_shutdown(app: web.Application) -> None:
@@ -135,11 +137,13 @@ def create_app(settings: Settings | None = None) -> web.Application:
         engineio_logger=False,
     )
     sio.attach(app)
-    manager = SessionManager(settings, sio, registry)
+    remote = RemoteService(settings, registry)
+    manager = SessionManager(settings, sio, registry, remote.config)
     register_handlers(sio, manager)
     app[SETTINGS] = settings
     app[SIO] = sio
     app[SESSIONS] = manager
+    app[REMOTE] = remote
     setup_routes(app)
     _setup_page(app)
     app.on_shutdown.append(_on_shutdown)

@@ -1,0 +1,99 @@
+"""Distributed mode: nodes on worker pools over NATS JetStream, against real nats-server and
+worker processes (started here on free ports, killed at the end)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from natsutil import NatsServer, Workers, nats_server
+from serverutil import chain_spec, connected, serving
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+async def broker() -> AsyncIterator[NatsServer]:
+    async with nats_server() as srv:
+        yield srv
+
+
+@pytest.fixture
+async def workers(broker: NatsServer) -> AsyncIterator[Workers]:
+    w = Workers(broker.url, env={"PIPELINES_ACK_WAIT": "1.0", "PIPELINES_LIVE_TTL": "2.0"})
+    try:
+        yield w
+    finally:
+        await w.close()
+
+
+def remote_settings(url: str, **extra: Any) -> dict[str, Any]:
+    return {"nats_url": url, "ack_wait": 1.0, "live_ttl": 2.0, "broker_timeout": 5.0,
+            "demo_sleep_scale": 0.01} | extra
+
+
+def pooled(spec: dict[str, Any], nodes: list[str], pool: str = "cpu") -> dict[str, Any]:
+    """A copy of `spec` with `nodes` placed on `pool`."""
+    out = {"nodes": {k: dict(v) for k, v in spec["nodes"].items()}, "graph": dict(spec["graph"])}
+    for n in nodes:
+        out["nodes"][n]["properties"] = dict(out["nodes"][n].get("properties", {}), pool=pool)
+    return out
+
+
+async def run_spec(url: str, spec: dict[str, Any], options: dict[str, Any] | None = None,
+                   within: float = 60.0) -> tuple[dict[str, Any], list[Any], Any]:
+    """Run `spec` on the service at `url`; (done, results, recorder)."""
+    async with connected(url) as c:
+        ack = await c.call("process_msg", spec, options or {})
+        assert ack["ok"], ack
+        done = await c.wait_done(within=within)
+        return done, c.results(), c
+
+
+W1 = chain_spec(
+    {"coro": "Source.range", "args": {"stop": 500}},
+    {"coro": "Number.add", "args": {"n": 1}},
+    {"coro": "Number.multiply", "args": {"factor": 2}},
+    {"coro": "Flow.identity"},
+)
+
+
+async def test_pool_run_matches_in_process(broker: NatsServer, workers: Workers) -> None:
+    """A chain with its middle nodes on a pool gives the in-process results, in order, with the
+    report's counts and metrics that name the pool and its workers."""
+    await workers.start("cpu")
+    async with serving(**remote_settings(broker.url)) as (_app, url):
+        local_done, local, _ = await run_spec(url, W1)
+        done, remote, c = await run_spec(url, pooled(W1, ["n1", "n2"]), {"metrics": True,
+                                                                          "metrics_interval": 0.1})
+    assert local_done["status"] == "completed"
+    assert done["status"] == "completed", (done["error"], workers.logs())
+    assert remote == local == [(i + 1) * 2 for i in range(500)]
+    for node in ("n1", "n2"):
+        assert done["nodes"][node]["in"] == done["nodes"][node]["out"] == 500
+    final = c.got("metrics")[-1]["nodes"]
+    assert final["n1"]["pool"] == "cpu" and final["n1"]["workers"] == 1
+    assert final["n1"]["per_worker"] == {"w0": 500}
+    assert "pool" not in final["n3"]
+
+
+async def test_no_pool_never_imports_nats() -> None:
+    """A run without pool nodes does not load the NATS client at all."""
+    code = (
+        "import asyncio, sys\n"
+        "from pipelines import Plumber\n"
+        "from pipelines.remote import RemoteConfig\n"
+        "async def src(self, q):\n    await q.put(1)\n"
+        "async def f(self, x):\n    return x[0] + 1\n"
+        "spec = {'nodes': {'a': {'coro': src}, 'b': {'coro': f}}, 'graph': {'a': ['b']}}\n"
+        "r = asyncio.run(Plumber(spec, remote=RemoteConfig(), collect=True).run())\n"
+        "assert r.status.value == 'completed', r\n"
+        "print('nats' in sys.modules)\n"
+    )
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code,
+                                                stdout=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0 and out.strip() == b"False"
