@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from natsutil import NatsServer, Workers, nats_server
+from natsutil import NatsServer, Workers, nats_server, wait_until
 from serverutil import chain_spec, connected, serving
 
 pytestmark = pytest.mark.timeout(120)
@@ -97,3 +97,98 @@ async def test_no_pool_never_imports_nats() -> None:
                                                 stdout=asyncio.subprocess.PIPE)
     out, _ = await proc.communicate()
     assert proc.returncode == 0 and out.strip() == b"False"
+
+
+def slow_chain(n: int, delay: float = 0.002, pool_conc: int = 8) -> dict[str, Any]:
+    """src -> delay (pool) -> add 1 (pool) -> out: long enough to kill a worker in the middle."""
+    return chain_spec(
+        {"coro": "Source.range", "args": {"stop": n}},
+        {"coro": "Flow.delay", "args": {"seconds": delay},
+         "properties": {"pool": "cpu", "concurrency": pool_conc, "queue_size": 8}},
+        {"coro": "Number.add", "args": {"n": 1}, "properties": {"pool": "cpu"}},
+        {"coro": "Flow.identity"},
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_sigkill_a_worker_loses_nothing(broker: NatsServer, workers: Workers,
+                                              seed: int) -> None:
+    """SIGKILL one of two workers at a random point: every input still yields its result,
+    once and in order, and the output stalls no longer than about ack_wait."""
+    import random
+    import time
+
+    rng = random.Random(seed)
+    victim = await workers.start("cpu", name="victim")
+    await workers.start("cpu", name="survivor")
+    n = 1500
+    async with serving(**remote_settings(broker.url)) as (_app, url), connected(url) as c:
+        ack = await c.call("process_msg", slow_chain(n), {"metrics": True})
+        assert ack["ok"], ack
+        kill_after = rng.randint(50, 400)
+        await wait_until(lambda: len(c.results()) >= kill_after, within=30)
+        killed_at = time.monotonic()
+        await workers.kill(victim)
+        progress: list[float] = [killed_at]  # when the count of results last grew
+        seen = len(c.results())
+        while not c.got("done"):
+            await asyncio.sleep(0.01)
+            if len(c.results()) > seen:
+                seen = len(c.results())
+                progress.append(time.monotonic())
+            assert time.monotonic() - killed_at < 60, "the run did not end"
+        done = c.got("done")[0]
+        results = c.results()
+    assert done["status"] == "completed", (done["error"], workers.logs())
+    assert results == [i + 1 for i in range(n)]
+    gaps = [b - a for a, b in zip(progress, progress[1:], strict=False)]
+    # ack_wait is 1 s here; generous slack for a loaded machine (the bench measures it).
+    assert max(gaps, default=0.0) < 1.0 + 4.0
+
+
+async def test_exit_after_publish_before_ack_gives_each_result_once(
+        broker: NatsServer, workers: Workers) -> None:
+    """A worker that published its results and died before acking: the redelivered message is
+    run again and re-published; JetStream's de-dup (Msg-Id) drops the copy."""
+    await workers.start("cpu", name="faulty", faults="exit_after_publish=1")
+    spec = chain_spec({"coro": "Source.range", "args": {"stop": 300}},
+                      {"coro": "Number.add", "args": {"n": 1}, "properties": {"pool": "cpu"}},
+                      {"coro": "Flow.identity"})
+    async with serving(**remote_settings(broker.url)) as (_app, url), connected(url) as c:
+        assert (await c.call("process_msg", spec, {"metrics": True,
+                                                   "metrics_interval": 0.1}))["ok"]
+        await wait_until(lambda: workers.procs[0].returncode is not None, within=30)
+        await workers.start("cpu", name="healthy")
+        done = await c.wait_done(within=60)
+    assert done["status"] == "completed", (done["error"], workers.logs())
+    assert c.results() == [i + 1 for i in range(300)]
+    assert workers.procs[0].returncode == 17  # it did exit at the fault point
+    final = c.got("metrics")[-1]["nodes"]["n1"]
+    assert final["duplicates"] == 0  # the broker dropped the re-publish
+
+
+async def test_dedup_window_too_short_the_sink_drops_the_copy(broker: NatsServer) -> None:
+    """The same fault with a de-dup window shorter than the stall: the re-published results
+    reach the driver twice, and its sink's own de-dup keeps each result once."""
+    env = {"PIPELINES_ACK_WAIT": "1.0", "PIPELINES_DEDUP_WINDOW": "0.2",
+           "PIPELINES_LIVE_TTL": "2.0"}
+    w = Workers(broker.url, env=env)
+    try:
+        await w.start("cpu", name="faulty", faults="exit_after_publish=1")
+        spec = chain_spec({"coro": "Source.range", "args": {"stop": 300}},
+                          {"coro": "Number.add", "args": {"n": 1}, "properties": {"pool": "cpu"}},
+                          {"coro": "Flow.identity"})
+        settings = remote_settings(broker.url, dedup_window=0.2)
+        async with serving(**settings) as (_app, url), connected(url) as c:
+            assert (await c.call("process_msg", spec, {"metrics": True,
+                                                       "metrics_interval": 0.1}))["ok"]
+            await wait_until(lambda: w.procs[0].returncode is not None, within=30)
+            await w.start("cpu", name="healthy")
+            done = await c.wait_done(within=60)
+        assert done["status"] == "completed", (done["error"], w.logs())
+        assert c.results() == [i + 1 for i in range(300)]
+        final = c.got("metrics")[-1]["nodes"]["n1"]
+        assert final["duplicates"] > 0  # copies did arrive, and were dropped at the sink
+    finally:
+        await w.close()
