@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from natsutil import NatsServer, Workers, nats_server, wait_until
+from natsutil import NatsServer, Workers, broker_state, nats_server, wait_until
 from serverutil import chain_spec, connected, serving
 
 pytestmark = pytest.mark.timeout(120)
@@ -190,5 +190,87 @@ async def test_dedup_window_too_short_the_sink_drops_the_copy(broker: NatsServer
         assert c.results() == [i + 1 for i in range(300)]
         final = c.got("metrics")[-1]["nodes"]["n1"]
         assert final["duplicates"] > 0  # copies did arrive, and were dropped at the sink
+    finally:
+        await w.close()
+
+
+async def nothing_left(url: str, pid: str, workers: Workers | None = None,
+                       within: float = 5.0) -> float:
+    """Wait until the broker holds no message, subject, key or consumer of `pid` (and no live
+    worker lists it as active); return how long that took."""
+    import json
+
+    import nats
+
+    async def clean() -> bool:
+        state = await broker_state(url, pid)
+        if state["subjects"] or state["consumers"]:
+            return False
+        if workers is None:
+            return True
+        nc = await nats.connect(url)
+        try:
+            kv = await nc.jetstream().key_value("pl_workers")
+            for key in await kv.keys():
+                info = json.loads((await kv.get(key)).value)
+                if pid in info.get("active", []):
+                    return False
+        finally:
+            await nc.close()
+        return True
+
+    return await wait_until(clean, within=within, interval=0.05)
+
+
+async def start_slow_run(c: Any, n: int = 5000) -> str:
+    """Start a long pool run, wait until results flow; return its id in the broker."""
+    ack = await c.call("process_msg", slow_chain(n, delay=0.005), {"metrics": True,
+                                                                    "metrics_interval": 0.1})
+    assert ack["ok"], ack
+    await wait_until(lambda: len(c.results()) >= 20 and c.got("metrics"), within=30)
+    pid: str = c.got("metrics")[-1]["nodes"]["n1"]["remote_id"]
+    return pid
+
+
+@pytest.mark.parametrize("how", ["cancel", "disconnect"])
+async def test_cancel_and_disconnect_leave_nothing(broker: NatsServer, workers: Workers,
+                                                   how: str) -> None:
+    await workers.start("cpu")
+    async with serving(**remote_settings(broker.url)) as (_app, url):
+        async with connected(url) as c:
+            pid = await start_slow_run(c)
+            running = await broker_state(broker.url, pid)
+            assert running["subjects"] and running["consumers"]
+            if how == "cancel":
+                assert (await c.call("cancel"))["ok"]
+                done = await c.wait_done()
+                assert done["status"] == "cancelled"
+        took = await nothing_left(broker.url, pid, workers)
+    assert took < 5.0
+
+
+@pytest.mark.slow
+async def test_killed_driver_is_purged_by_the_janitor(broker: NatsServer) -> None:
+    """SIGKILL the server mid-run: its liveness key expires and the workers' janitor purges
+    every message, subject, consumer and key of its pipeline."""
+    from serverutil import server_process
+
+    env = {"PIPELINES_ACK_WAIT": "1.0", "PIPELINES_LIVE_TTL": "1.0"}
+    w = Workers(broker.url, env=env)
+    try:
+        await w.start("cpu")
+        flags = ("--nats-url", broker.url, "--test-coroutines", "--live-ttl", "1.0",
+                 "--ack-wait", "1.0")
+        async with server_process(*flags) as (proc, url):
+            async with connected(url) as c:
+                pid = await start_slow_run(c)
+                assert (await broker_state(broker.url, pid))["subjects"]
+                proc.kill()
+                await proc.wait()
+                killed = asyncio.get_running_loop().time()
+        took = await nothing_left(broker.url, pid, w, within=10.0)
+        elapsed = asyncio.get_running_loop().time() - killed
+        assert elapsed < 1.0 + 3.0, elapsed  # ttl 1 s + janitor sweep + slack
+        assert took >= 0
     finally:
         await w.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,7 @@ __all__ = ["RemoteLink", "RemoteProcessor"]
 logger = logging.getLogger(__name__)
 
 _MAX_KEPT_ERRORS = 20
+_PID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 #: Cleanups that outlive the run that started them (a cancelled run must not stop its own).
 _CLEANUPS: set[asyncio.Task[None]] = set()
 
@@ -230,7 +232,10 @@ class RemoteLink:
     def __init__(self, plumber: Plumber, compiled: dict[str, CompiledNode],
                  config: RemoteConfig) -> None:
         self.config = config
-        self.pid = uuid.uuid4().hex[:16]
+        # The service's pipeline id names it in the broker too (easier to follow); a library
+        # run gets a fresh one.
+        given = str(plumber.env_vars.get("pipeline_id") or "")
+        self.pid = given if _PID_RE.match(given) else uuid.uuid4().hex[:16]
         self.broker = config.broker or Broker(config)
         self._own_broker = config.broker is None
         self.nodes: dict[int, RemoteProcessor] = {}
@@ -279,7 +284,7 @@ class RemoteLink:
         node = self.by_name.get(name)
         if node is None:
             return {}
-        return {"pool": node.pool, "workers": len(node.per_worker),
+        return {"pool": node.pool, "remote_id": self.pid, "workers": len(node.per_worker),
                 "per_worker": dict(node.per_worker), "duplicates": node.duplicates}
 
     # -- the run -------------------------------------------------------------------------------

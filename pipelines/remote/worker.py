@@ -31,6 +31,7 @@ from .wire import (
     RESULTS_STREAM,
     WORKER_CONSUMER,
     WORKERS_BUCKET,
+    encode,
     encode_batches,
     error_entry,
     parse_pool_subject,
@@ -188,6 +189,9 @@ class Worker:
                 await asyncio.sleep(self.faults.pause_after_fetch)
             keepalive = asyncio.create_task(self._keepalive(msg))
             try:
+                if await self._split(run, msg):
+                    await msg.ack()
+                    return
                 out = await self._work(run, idx, msg)
                 if run.dead:
                     await msg.ack()
@@ -219,6 +223,22 @@ class Worker:
                 task = asyncio.current_task()
                 if task is not None:
                     run.tasks.discard(task)
+
+    async def _split(self, run: _Run, msg: Any) -> bool:
+        """A redelivered message of several items: a worker died holding it, perhaps because of
+        one of them. Re-publish its items one per message (ids derived from the original, so a
+        retry is idempotent): a poison item then fails alone."""
+        if msg.metadata.num_delivered < 2 or run.mismatch is not None:
+            return False
+        entries = json.loads(msg.data)
+        if len(entries) < 2:
+            return False
+        base = (msg.headers or {}).get(HDR_MSG_ID) or f"s{msg.metadata.sequence.stream}"
+        for e in entries:
+            await self.broker.publish(msg.subject, encode([e]), f"{base}.s{e[0]}",
+                                      on_wait=msg.in_progress)
+        self.stats["redelivered"] += 1
+        return True
 
     async def _keepalive(self, msg: Any) -> None:
         every = max(0.05, self.config.ack_wait / 3)
