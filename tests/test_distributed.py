@@ -274,3 +274,79 @@ async def test_killed_driver_is_purged_by_the_janitor(broker: NatsServer) -> Non
         assert took >= 0
     finally:
         await w.close()
+
+
+async def keep_one_alive(w: Workers, stop: asyncio.Event, **kw: Any) -> None:
+    """Start a worker whenever none is running (the poison kills each one that meets it)."""
+    while not stop.is_set():
+        if all(p.returncode is not None for p in w.procs):
+            await w.start("cpu", **kw)
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("on_error", ["skip", "fail"])
+async def test_poison_item_becomes_worker_crashed(broker: NatsServer, on_error: str) -> None:
+    """An item that kills every worker that runs it: after max_deliver deliveries it is an item
+    error `worker_crashed`, which the node's on_error handles; the other items are fine."""
+    env = {"PIPELINES_ACK_WAIT": "1.0", "PIPELINES_MAX_DELIVER": "2", "PIPELINES_LIVE_TTL": "2.0"}
+    w = Workers(broker.url, env=env)
+    stop = asyncio.Event()
+    keeper = asyncio.create_task(keep_one_alive(w, stop, faults="exit_on_item=7"))
+    try:
+        spec = chain_spec({"coro": "Source.range", "args": {"stop": 40}},
+                          {"coro": "Number.add", "args": {"n": 1},
+                           "properties": {"pool": "cpu", "on_error": on_error}},
+                          {"coro": "Flow.identity"})
+        async with serving(**remote_settings(broker.url, max_deliver=2)) as (_app, url):
+            done, results, c = await run_spec(url, spec, within=90)
+    finally:
+        stop.set()
+        await keeper
+        logs = w.logs()
+        await w.close()
+    if on_error == "skip":
+        assert done["status"] == "completed", done["error"]
+        assert results == [i + 1 for i in range(40) if i != 7], logs
+        assert done["nodes"]["n1"]["errors"] == 1
+        errs = [e for e in c.got("pipeline_error") if e["code"] == "node_error"]
+        assert [(e["item"], e["error_type"]) for e in errs] == [("(7,)", "worker_crashed")]
+    else:
+        assert done["status"] == "failed"
+        assert "worker_crashed" in done["error"]["message"], done["error"]
+    assert sum(1 for p in w.procs if p.returncode == 19) >= 2  # it did kill workers
+
+
+async def test_broker_restart_mid_run_completes_once(broker: NatsServer,
+                                                     workers: Workers) -> None:
+    """nats-server killed and restarted on its store: the run completes, each result once."""
+    await workers.start("cpu")
+    async with serving(**remote_settings(broker.url)) as (_app, url), connected(url) as c:
+        assert (await c.call("process_msg", slow_chain(1500)))["ok"]
+        await wait_until(lambda: len(c.results()) >= 200, within=30)
+        await broker.kill()
+        await asyncio.sleep(0.3)
+        await broker.start()
+        done = await c.wait_done(within=60)
+    assert done["status"] == "completed", (done["error"], workers.logs())
+    assert c.results() == [i + 1 for i in range(1500)]
+
+
+async def test_broker_gone_fails_the_run_others_unaffected(broker: NatsServer,
+                                                           workers: Workers) -> None:
+    """nats-server killed for good: the pool run fails with broker_unavailable within the
+    configured timeout; a run without pool nodes on the same server never notices."""
+    await workers.start("cpu")
+    settings = remote_settings(broker.url, broker_timeout=1.5)
+    async with serving(**settings) as (_app, url), connected(url) as c:
+        assert (await c.call("process_msg", slow_chain(100_000 - 1)))["ok"]
+        await wait_until(lambda: len(c.results()) >= 50, within=30)
+        await broker.kill()
+        t0 = asyncio.get_running_loop().time()
+        local_done, local, _ = await run_spec(url, W1)
+        done = await c.wait_done(within=30)
+        took = asyncio.get_running_loop().time() - t0
+    assert local_done["status"] == "completed" and len(local) == 500
+    assert done["status"] == "failed"
+    assert done["error"]["code"] == "broker_unavailable", done["error"]
+    assert took < 1.5 + 5.0, took

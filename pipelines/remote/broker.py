@@ -11,6 +11,7 @@ from typing import Any
 from .config import RemoteConfig
 from .errors import BrokerUnavailable, StreamFull
 from .wire import (
+    ATTEMPTS_BUCKET,
     LIVE_BUCKET,
     PIPES_BUCKET,
     RESULTS_STREAM,
@@ -27,6 +28,8 @@ logger = logging.getLogger(__name__)
 EDGE_FULL = 10077
 #: Seconds a worker heartbeat lives in the workers bucket without renewal.
 WORKER_TTL = 3.0
+#: Seconds a count of lone runs of a suspect item is kept (runs purge theirs at the end).
+ATTEMPTS_TTL = 3600.0
 
 
 def is_edge_full(exc: BaseException) -> bool:
@@ -168,7 +171,8 @@ class Broker:
             return kv
         from nats.js.api import StorageType
 
-        ttl = {LIVE_BUCKET: self.config.live_ttl, WORKERS_BUCKET: WORKER_TTL}.get(bucket)
+        ttl = {LIVE_BUCKET: self.config.live_ttl, WORKERS_BUCKET: WORKER_TTL,
+               ATTEMPTS_BUCKET: ATTEMPTS_TTL}.get(bucket)
         try:
             kv = await self.js.key_value(bucket)
         except Exception:
@@ -197,6 +201,7 @@ class Broker:
         except NotFoundError:
             pass
         await self.purge(RESULTS_STREAM, f"plr.{pid}.>")
+        await self.purge(f"KV_{ATTEMPTS_BUCKET}", f"$KV.{ATTEMPTS_BUCKET}.{pid}.>")
         await self.purge(f"KV_{PIPES_BUCKET}", f"$KV.{PIPES_BUCKET}.{pid}")
 
     async def subjects(self, stream: str, pattern: str) -> dict[str, int]:

@@ -15,6 +15,7 @@ __all__ = [
     "PIPES_BUCKET",
     "LIVE_BUCKET",
     "WORKERS_BUCKET",
+    "ATTEMPTS_BUCKET",
     "WORKER_CONSUMER",
     "HDR_MSG_ID",
     "HDR_WORKER",
@@ -32,6 +33,7 @@ RESULTS_STREAM = "PLR"
 PIPES_BUCKET = "pl_pipes"
 LIVE_BUCKET = "pl_live"
 WORKERS_BUCKET = "pl_workers"
+ATTEMPTS_BUCKET = "pl_attempts"
 WORKER_CONSUMER = "workers"
 HDR_MSG_ID = "Nats-Msg-Id"
 HDR_WORKER = "Pl-Worker"

@@ -24,6 +24,7 @@ from .config import POOL_NAME_RE, RemoteConfig
 from .digest import registry_digest
 from .faults import Faults
 from .wire import (
+    ATTEMPTS_BUCKET,
     HDR_MSG_ID,
     HDR_WORKER,
     LIVE_BUCKET,
@@ -98,6 +99,10 @@ class Worker:
         self._stopping = asyncio.Event()
         self._published = 0
         self._kv: dict[str, Any] = {}
+        self._gate = asyncio.Condition()
+        self._normal = 0
+        self._suspects = 0
+        self._alone = False
 
     def stop(self) -> None:
         """Stop fetching; held messages are finished (or nak'ed after ack_wait)."""
@@ -109,7 +114,7 @@ class Worker:
         try:
             await b.ensure_pool(self.pool)
             await b.ensure_results()
-            for bucket in (LIVE_BUCKET, PIPES_BUCKET, WORKERS_BUCKET):
+            for bucket in (LIVE_BUCKET, PIPES_BUCKET, WORKERS_BUCKET, ATTEMPTS_BUCKET):
                 self._kv[bucket] = await b.kv(bucket)
             psub = await b.js.pull_subscribe(f"pl.{self.pool}.>", durable=WORKER_CONSUMER,
                                              stream=pool_stream(self.pool))
@@ -192,7 +197,12 @@ class Worker:
                 if await self._split(run, msg):
                     await msg.ack()
                     return
-                out = await self._work(run, idx, msg)
+                suspect = msg.metadata.num_delivered >= 2 or ".s" in _msg_id(msg)
+                await self._enter(suspect)
+                try:
+                    out = await self._work(run, pid, idx, msg, suspect)
+                finally:
+                    await self._leave(suspect)
                 if run.dead:
                     await msg.ack()
                     return
@@ -233,7 +243,7 @@ class Worker:
         entries = json.loads(msg.data)
         if len(entries) < 2:
             return False
-        base = (msg.headers or {}).get(HDR_MSG_ID) or f"s{msg.metadata.sequence.stream}"
+        base = _msg_id(msg)
         for e in entries:
             await self.broker.publish(msg.subject, encode([e]), f"{base}.s{e[0]}",
                                       on_wait=msg.in_progress)
@@ -249,20 +259,57 @@ class Worker:
             except Exception as exc:
                 logger.debug("worker %s: in_progress: %s", self.name, exc)
 
-    async def _work(self, run: _Run, idx: int, msg: Any) -> list[list[Any]]:
+    async def _enter(self, suspect: bool) -> None:
+        """Messages that may hold a poison item (redelivered, or split from one) run alone on
+        this worker, one at a time: a crash then counts against that item only."""
+        async with self._gate:
+            if suspect:
+                self._suspects += 1
+                await self._gate.wait_for(lambda: not self._normal and not self._alone)
+                self._alone = True
+            else:
+                await self._gate.wait_for(lambda: not self._suspects)
+                self._normal += 1
+
+    async def _leave(self, suspect: bool) -> None:
+        async with self._gate:
+            if suspect:
+                self._suspects -= 1
+                self._alone = False
+            else:
+                self._normal -= 1
+            self._gate.notify_all()
+
+    async def _attempts(self, pid: str, idx: int, seq: int) -> int:
+        """Count one more lone run of item `seq`; return how many came before."""
+        from nats.js.errors import KeyNotFoundError
+
+        kv = self._kv[ATTEMPTS_BUCKET]
+        key = f"{pid}.{idx}.{seq}"
+        try:
+            before = int((await kv.get(key)).value or b"0")
+        except KeyNotFoundError:
+            before = 0
+        await kv.put(key, str(before + 1).encode())
+        return before
+
+    async def _work(self, run: _Run, pid: str, idx: int, msg: Any,
+                    suspect: bool) -> list[list[Any]]:
         entries = json.loads(msg.data)
-        delivered = msg.metadata.num_delivered
-        if delivered > 1:
+        if msg.metadata.num_delivered > 1:
             self.stats["redelivered"] += 1
         node = run.nodes[idx]
         if run.mismatch is not None:
             return [error_entry(seq, "registry_mismatch", run.mismatch, repr((v,)))
                     for seq, v in entries]
-        if delivered > self.config.max_deliver:
-            self.stats["crashed"] += len(entries)
-            text = (f"a worker of pool {self.pool!r} ended (crashed or was killed) while "
-                    f"running this item's message, {delivered - 1} times")
-            return [error_entry(seq, "worker_crashed", text, repr((v,))) for seq, v in entries]
+        if suspect and len(entries) == 1:
+            seq, value = entries[0]
+            before = await self._attempts(pid, idx, seq)
+            if before >= self.config.max_deliver:
+                self.stats["crashed"] += 1
+                text = (f"a worker of pool {self.pool!r} ended (crashed or was killed) each of "
+                        f"the {before} times it ran this item alone")
+                return [error_entry(seq, "worker_crashed", text, repr((value,)))]
         return await self._process(node, run.sems[idx], entries)
 
     async def _process(self, node: Processor, sem: asyncio.Semaphore,
@@ -325,7 +372,7 @@ class Worker:
         batches, bad = encode_batches(out, max(self.config.batch_bytes, 1 << 19), "the result")
         if bad:
             batches += encode_batches(bad, self.config.batch_bytes)[0]
-        base = (msg.headers or {}).get(HDR_MSG_ID) or f"s{msg.metadata.sequence.stream}"
+        base = _msg_id(msg)
         subject = results_subject(pid, idx)
         for seqs, data in batches:
             await self.broker.publish(subject, data, f"r.{base}.{seqs[0]}",
@@ -468,6 +515,10 @@ class Worker:
                 await self._beat()
             except Exception as exc:
                 logger.debug("worker %s: heartbeat: %s", self.name, exc)
+
+
+def _msg_id(msg: Any) -> str:
+    return str((msg.headers or {}).get(HDR_MSG_ID) or f"q{msg.metadata.sequence.stream}")
 
 
 async def _resume(coro: Any, first: Any) -> Any:
