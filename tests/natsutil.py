@@ -109,7 +109,8 @@ class Workers:
 
     async def start(self, pool: str = "cpu", *flags: str, name: str | None = None,
                     faults: str | None = None, env: dict[str, str] | None = None,
-                    wait: bool = True) -> asyncio.subprocess.Process:
+                    wait: bool = True, test_coroutines: bool = True,
+                    ) -> asyncio.subprocess.Process:
         name = name or f"w{len(self.procs)}"
         proc_env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINES_")}
         proc_env.update(self.env)
@@ -121,7 +122,8 @@ class Workers:
         try:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "server.worker", "--pool", pool, "--nats", self.url,
-                "--name", name, "--test-coroutines", "--demo-sleep-scale", "0.01", *flags,
+                "--name", name, "--demo-sleep-scale", "0.01",
+                *(["--test-coroutines"] if test_coroutines else []), *flags,
                 cwd=ROOT, env=proc_env, stdout=out, stderr=asyncio.subprocess.STDOUT)
         finally:
             out.close()

@@ -350,3 +350,108 @@ async def test_broker_gone_fails_the_run_others_unaffected(broker: NatsServer,
     assert done["status"] == "failed"
     assert done["error"]["code"] == "broker_unavailable", done["error"]
     assert took < 1.5 + 5.0, took
+
+
+def issues_of(answer: dict[str, Any]) -> list[tuple[str, str]]:
+    assert answer["ok"] is False, answer
+    return [(e["path"], e["code"]) for e in answer["error"]["errors"]]
+
+
+async def test_placement_refusals(broker: NatsServer) -> None:
+    """Sources, zips and outputs stay on the driver; a pool must be one the server accepts;
+    without a broker no pool is accepted. Each refusal names the node."""
+    src = {"coro": "Source.range", "args": {"stop": 3}, "properties": {"pool": "cpu"}}
+    zipped = {
+        "nodes": {"a": {"coro": "Source.range", "args": {"stop": 3}},
+                  "b": {"coro": "Source.range", "args": {"stop": 3}},
+                  "z": {"coro": "Number.sum", "properties": {"pool": "cpu"}},
+                  "out": {"coro": "Flow.identity"}},
+        "graph": {"a": ["z"], "b": ["z"], "z": ["out"], "out": None},
+    }
+    async with serving(**remote_settings(broker.url, pools=["cpu"])) as (_app, url), \
+            connected(url) as c:
+        got = issues_of(await c.call("validate", chain_spec(src, {"coro": "Flow.identity"})))
+        assert got == [("nodes.src.properties.pool", "placement_unsupported")]
+        out_on_pool = chain_spec({"coro": "Source.range", "args": {"stop": 3}},
+                                 {"coro": "Flow.identity", "properties": {"pool": "cpu"}})
+        assert issues_of(await c.call("validate", out_on_pool)) == [
+            ("nodes.n1.properties.pool", "placement_unsupported")]
+        assert issues_of(await c.call("validate", zipped)) == [
+            ("nodes.z.properties.pool", "placement_unsupported")]
+        gpu = pooled(W1, ["n1"], pool="gpu")
+        answer = await c.call("process_msg", gpu)
+        assert issues_of(answer) == [("nodes.n1.properties.pool", "unknown_pool")]
+        assert "'gpu'" in answer["error"]["message"] and "cpu" in answer["error"]["message"]
+    async with serving() as (_app, url), connected(url) as c:  # no broker configured
+        answer = await c.call("validate", pooled(W1, ["n1"]))
+        assert issues_of(answer) == [("nodes.n1.properties.pool", "unknown_pool")]
+
+
+async def test_registry_mismatch_is_refused(broker: NatsServer, workers: Workers) -> None:
+    """A worker whose registry differs from the server's (here: without the Test.* nodes)
+    announces another hash; the run is refused with `registry_mismatch`, naming the worker."""
+    await workers.start("cpu", name="other", test_coroutines=False)
+    async with serving(**remote_settings(broker.url)) as (_app, url):
+        done, results, _ = await run_spec(url, pooled(W1, ["n1"]))
+    assert done["status"] == "failed" and results == []
+    assert done["error"]["code"] == "registry_mismatch", done["error"]
+    assert "'other'" in done["error"]["message"]
+
+
+async def test_unserializable_result_is_an_item_error(broker: NatsServer,
+                                                      workers: Workers) -> None:
+    """A pool node's result JSON cannot carry: an item error `unserializable_value`, handled
+    by on_error (skip), never a lost or silently changed value."""
+    await workers.start("cpu")
+    spec = chain_spec({"coro": "Source.range", "args": {"stop": 3}},
+                      {"coro": "Test.unserializable", "properties": {"pool": "cpu"}},
+                      {"coro": "Flow.identity"})
+    async with serving(**remote_settings(broker.url)) as (_app, url):
+        done, results, c = await run_spec(url, spec)
+    assert done["status"] == "completed" and results == []
+    assert done["nodes"]["n1"]["errors"] == 3
+    errs = [e for e in c.got("pipeline_error") if e["code"] == "node_error"]
+    assert {e["error_type"] for e in errs} == {"unserializable_value"}
+
+
+async def test_library_plumber_with_an_in_process_worker(broker: NatsServer) -> None:
+    """The library side: a Plumber given a RemoteConfig, and a Worker of the same registry
+    running as a task; same results as without the pool."""
+    from pipelines import Plumber, Registry
+    from pipelines.remote import RemoteConfig, Worker, registry_digest
+
+    reg = Registry()
+
+    @reg.source("src")
+    async def src(self: Any, output_q: Any, n: int) -> None:
+        for i in range(n):
+            await output_q.put(i)
+
+    @reg.processor("square")
+    async def square(self: Any, q_elt: tuple[Any, ...]) -> Any:
+        await asyncio.sleep(0)
+        return q_elt[0] ** 2
+
+    @reg.processor("keep")
+    async def keep(self: Any, q_elt: tuple[Any, ...]) -> Any:
+        return q_elt[0]
+
+    reg.freeze()
+    spec = {"nodes": {"s": {"coro": "src", "args": {"n": 300}},
+                      "sq": {"coro": "square", "properties": {"pool": "lib", "ordered": False}},
+                      "k": {"coro": "keep"}},
+            "graph": {"s": ["sq"], "sq": ["k"], "k": None}}
+    cfg = RemoteConfig(nats_url=broker.url, ack_wait=1.0, live_ttl=2.0,
+                       registry_digest=registry_digest(reg))
+    worker = Worker(reg, "lib", cfg, name="inproc")
+    task = asyncio.create_task(worker.run())
+    try:
+        p = Plumber(spec, registry=reg, remote=cfg, collect=True)
+        values = [r.value async for r in p.results()]
+        report = await p.wait()
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 10)
+    assert report.status.value == "completed"
+    assert sorted(values) == [i * i for i in range(300)]
+    assert report.nodes["sq"].items_out == 300
