@@ -455,3 +455,66 @@ async def test_library_plumber_with_an_in_process_worker(broker: NatsServer) -> 
     assert report.status.value == "completed"
     assert sorted(values) == [i * i for i in range(300)]
     assert report.nodes["sq"].items_out == 300
+
+
+async def test_stalled_client_keeps_every_edge_within_its_cap(broker: NatsServer,
+                                                              workers: Workers) -> None:
+    """A client that stops acknowledging: the driver's sink stops, the pool edge fills to its
+    cap (queue_size messages) and stays there, and the source waits."""
+    from server.keys import SESSIONS
+
+    await workers.start("cpu")
+    cap = 3
+    spec = chain_spec({"coro": "Source.range", "args": {"stop": 50_000}},
+                      {"coro": "Number.add", "args": {"n": 1},
+                       "properties": {"pool": "cpu", "queue_size": cap}},
+                      {"coro": "Flow.identity"})
+    async with serving(**remote_settings(broker.url, default_window=8)) as (app, url), \
+            connected(url) as c:
+        c.hold = asyncio.Event()
+        assert (await c.call("process_msg", spec))["ok"]
+        await wait_until(lambda: len(c.results()) >= 1, within=30)
+
+        def n_metrics(node: str) -> dict[str, Any]:
+            run = next(iter(app[SESSIONS].sessions.values())).run
+            assert run is not None
+            return run.plumber.metrics()["nodes"][node]  # type: ignore[no-any-return]
+
+        await asyncio.sleep(0.5)  # let it fill up
+        pid = n_metrics("n1")["remote_id"]
+        before = n_metrics("src")["out"]
+        depths: list[int] = []
+        for _ in range(10):
+            state = await broker_state(broker.url, pid)
+            depths += [n for s, n in state["subjects"].items()
+                       if s.startswith(("PL_cpu:", "PLR:"))]
+            await asyncio.sleep(0.1)
+        assert max(depths, default=0) <= cap, depths
+        # what the driver holds for the pool node is bounded by the same cap (in messages)
+        assert 0 < n_metrics("n1")["inflight"] <= cap * 64
+        assert n_metrics("src")["out"] == before < 50_000  # the source waits
+        c.hold.set()
+        done = await c.wait_done(within=60)
+    assert done["status"] == "completed"
+    assert c.results() == [i + 1 for i in range(50_000)]
+
+
+async def test_stream_byte_cap_is_a_clear_error(broker: NatsServer) -> None:
+    """A pool stream at its byte cap refuses a message: the run fails with `stream_full`,
+    never losing the message silently."""
+    env = {"PIPELINES_ACK_WAIT": "5.0", "PIPELINES_MAX_STREAM_BYTES": "20000"}
+    w = Workers(broker.url, env=env)
+    try:
+        await w.start("cpu", faults="pause_after_fetch=30")  # holds what it takes
+        spec = chain_spec({"coro": "Source.range", "args": {"stop": 200}},
+                          {"coro": "Test.big", "args": {"size": 3000}},
+                          {"coro": "Flow.identity", "properties": {"pool": "cpu"}},
+                          {"coro": "Flow.identity"})
+        settings = remote_settings(broker.url, ack_wait=5.0, max_stream_bytes=20000)
+        async with serving(**settings) as (_app, url):
+            done, _, _ = await run_spec(url, spec, within=30)
+    finally:
+        await w.close()
+    assert done["status"] == "failed"
+    assert done["error"]["code"] == "stream_full", done["error"]
+    assert "n2" in (done["error"]["node"] or ""), done["error"]

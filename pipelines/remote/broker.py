@@ -33,7 +33,9 @@ ATTEMPTS_TTL = 3600.0
 
 
 def is_edge_full(exc: BaseException) -> bool:
-    return getattr(exc, "err_code", None) == EDGE_FULL
+    """A publish refused because its subject holds its cap (wait), not the whole stream."""
+    text = str(getattr(exc, "description", "") or "")
+    return getattr(exc, "err_code", None) == EDGE_FULL and "per subject" in text
 
 
 def kv_subject(bucket: str, key: str) -> str:
@@ -232,9 +234,10 @@ class Broker:
                 await self.js.publish(subject, data, headers=hdrs)
                 return
             except APIError as exc:
+                text = str(exc.description or "")
                 if is_edge_full(exc):
                     down = None
-                elif exc.code == 503:
+                elif exc.code == 503 and "exceeded" not in text and "too large" not in text:
                     down = down or time.monotonic()
                 else:
                     raise StreamFull(f"the broker refused a message on {subject}: "
