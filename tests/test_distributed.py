@@ -518,3 +518,48 @@ async def test_stream_byte_cap_is_a_clear_error(broker: NatsServer) -> None:
     assert done["status"] == "failed"
     assert done["error"]["code"] == "stream_full", done["error"]
     assert "n2" in (done["error"]["node"] or ""), done["error"]
+
+
+async def test_metrics_count_items_per_worker(broker: NatsServer, workers: Workers) -> None:
+    """Two workers share a pool's items; `/metrics` shows each worker's count (from its
+    heartbeat) and the run's metrics split the node's items by worker."""
+    import aiohttp
+
+    await workers.start("cpu", "--concurrency", "2")
+    await workers.start("cpu", "--concurrency", "2")
+    spec = slow_chain(600, delay=0.003, pool_conc=4)
+    async with serving(**remote_settings(broker.url)) as (_app, url):
+        done, results, c = await run_spec(url, spec, {"metrics": True})
+        assert done["status"] == "completed" and len(results) == 600
+        per_worker = c.got("metrics")[-1]["nodes"]["n1"]["per_worker"]
+        assert set(per_worker) == {"w0", "w1"} and sum(per_worker.values()) == 600
+
+        async def scraped() -> bool:
+            async with aiohttp.ClientSession() as http, http.get(f"{url}/metrics") as r:
+                text = await r.text()
+            counts = {w: 0.0 for w in ("w0", "w1")}
+            for line in text.splitlines():
+                if line.startswith("pipelines_worker_items{"):
+                    worker = line.split('worker="')[1].split('"')[0]
+                    counts[worker] = float(line.rsplit(" ", 1)[1])
+            return sum(counts.values()) == 1200 and all(counts.values())  # two pool nodes
+
+        await wait_until(scraped, within=10, interval=0.2)
+
+
+async def test_sigterm_worker_finishes_and_exits_zero(broker: NatsServer,
+                                                      workers: Workers) -> None:
+    """SIGTERM: the worker stops fetching, finishes (or hands back) what it holds, exits 0;
+    another worker takes the rest and the run completes."""
+    import signal
+
+    first = await workers.start("cpu")
+    async with serving(**remote_settings(broker.url)) as (_app, url), connected(url) as c:
+        assert (await c.call("process_msg", slow_chain(1500)))["ok"]
+        await wait_until(lambda: len(c.results()) >= 100, within=30)
+        await workers.start("cpu")
+        first.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(first.wait(), 15) == 0
+        done = await c.wait_done(within=60)
+    assert done["status"] == "completed", (done["error"], workers.logs())
+    assert c.results() == [i + 1 for i in range(1500)]
