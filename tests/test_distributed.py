@@ -245,8 +245,9 @@ async def test_cancel_and_disconnect_leave_nothing(broker: NatsServer, workers: 
                 assert (await c.call("cancel"))["ok"]
                 done = await c.wait_done()
                 assert done["status"] == "cancelled"
-        took = await nothing_left(broker.url, pid, workers)
-    assert took < 5.0
+        # about a second on a quiet machine; generous here for a loaded one
+        took = await nothing_left(broker.url, pid, workers, within=15.0)
+    assert took < 15.0
 
 
 @pytest.mark.slow

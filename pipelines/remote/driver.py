@@ -9,6 +9,7 @@ import logging
 import re
 import time
 import uuid
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from ..errors import NodeFailed, PipelineError
@@ -64,6 +65,7 @@ class RemoteProcessor(Processor):
         self._msg_of: dict[int, int] = {}  # seq -> first seq of its message
         self._msg_left: dict[int, int] = {}  # first seq of a message -> items not settled
         self._out_msgs = 0  # messages published (or being published) and not settled
+        self._spans: deque[int] = deque()  # ordered: end seq of each message not settled
         self._failure: PipelineError | None = None
         self.per_worker: dict[str, int] = {}
         self.duplicates = 0
@@ -118,15 +120,44 @@ class RemoteProcessor(Processor):
             self._remote_error(e)
 
     def _ready(self) -> list[Any]:
+        """Values to pass on now (settling their seqs); a `fail` error is kept for later, so
+        what came before it still leaves."""
         out: list[Any] = []
+        try:
+            self._collect(out)
+        except NodeFailed as exc:
+            self._failure = exc
+        return out
+
+    def _collect(self, out: list[Any]) -> None:
         if self.properties.ordered:
-            got, wm = self._got, self._wm
+            got, start = self._got, self._wm
+            if start not in got:
+                return
+            wm = start + 1
             while wm in got:
-                e = got.pop(wm)
-                self._settle(wm)
                 wm += 1
-                self._wm = wm
-                self._take(e, out)
+            pop = got.pop
+            entries = [pop(s) for s in range(start, wm)]
+            self._wm = wm
+            self._done += wm - start
+            spans = self._spans
+            while spans and spans[0] <= wm:  # messages whose every seq is settled
+                spans.popleft()
+                self._out_msgs -= 1
+            append = out.append
+            dropped = 0
+            for e in entries:
+                n = len(e)
+                if n == 2:
+                    append(e[1])
+                elif n == 1:
+                    dropped += 1
+                else:
+                    self.metrics.dropped += dropped
+                    dropped = 0
+                    self._remote_error(e)
+            self.metrics.dropped += dropped
         elif self._fresh:
             fresh, self._fresh = self._fresh, []
             for e in fresh:
@@ -137,7 +168,6 @@ class RemoteProcessor(Processor):
                 seen.discard(wm)
                 wm += 1
             self._wm = wm
-        return out
 
     def _remote_error(self, e: list[Any]) -> None:
         try:
@@ -163,11 +193,15 @@ class RemoteProcessor(Processor):
         msgs, bad = encode_batches(entries, self.link.config.batch_bytes, "the input value")
         for e in bad:  # the input cannot travel: an item error, as if a worker had said so
             self.deliver([e], "driver")
+        ordered = self.properties.ordered
         for seqs, data in msgs:
             head = seqs[0]
-            for s in seqs:
-                self._msg_of[s] = head
-            self._msg_left[head] = len(seqs)
+            if ordered:
+                self._spans.append(seqs[-1] + 1)
+            else:
+                for s in seqs:
+                    self._msg_of[s] = head
+                self._msg_left[head] = len(seqs)
             self._out_msgs += 1
             task = asyncio.get_running_loop().create_task(
                 self._publish(data, f"{self.link.pid}.{self.index}.{head}"))
@@ -190,7 +224,8 @@ class RemoteProcessor(Processor):
         await self.link.started()
         m = self.metrics
         cap = max(1, min(self.properties.queue_size, self.link.config.edge_cap))
-        batch = self.link.config.batch_items
+        # no more items per message than one worker runs at once: the rest go to other workers
+        batch = max(1, min(self.link.config.batch_items, self.properties.concurrency))
         input_done = False
         while True:
             out = self._ready()

@@ -99,6 +99,7 @@ class Worker:
         self._stopping = asyncio.Event()
         self._published = 0
         self._kv: dict[str, Any] = {}
+        self._starved = 0  # items waiting for their node's concurrency on this worker
         self._gate = asyncio.Condition()
         self._normal = 0
         self._suspects = 0
@@ -154,8 +155,10 @@ class Worker:
         try:
             while not self._stopping.is_set():
                 free = self.concurrency - len(self._handlers)
-                if free <= 0:
-                    await asyncio.wait({stop, *self._handlers}, return_when=asyncio.FIRST_COMPLETED)
+                if free <= 0 or self._starved:
+                    # Busy: leave the messages to idle workers of the pool.
+                    await asyncio.wait({stop, *self._handlers}, timeout=0.005,
+                                       return_when=asyncio.FIRST_COMPLETED)
                     continue
                 fetch = asyncio.ensure_future(psub.fetch(free, timeout=1.0))
                 await asyncio.wait({stop, fetch}, return_when=asyncio.FIRST_COMPLETED)
@@ -324,7 +327,14 @@ class Worker:
                     logger.warning("fault point: exit on item %r", value)
                     os._exit(19)
                 item = (value,)
-                await sem.acquire()
+                if sem.locked():  # the node runs `concurrency` items here already
+                    self._starved += 1
+                    try:
+                        await sem.acquire()
+                    finally:
+                        self._starved -= 1
+                else:
+                    await sem.acquire()
                 if eager:
                     coro = node._call(item)
                     try:
