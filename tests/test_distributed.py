@@ -564,3 +564,19 @@ async def test_sigterm_worker_finishes_and_exits_zero(broker: NatsServer,
         done = await c.wait_done(within=60)
     assert done["status"] == "completed", (done["error"], workers.logs())
     assert c.results() == [i + 1 for i in range(1500)]
+
+
+async def test_result_larger_than_the_broker_takes_is_an_item_error(
+        broker: NatsServer, workers: Workers) -> None:
+    """A pool node's result larger than the broker's largest message: an item error
+    `value_too_large` (the run goes on), not a message retried for ever."""
+    await workers.start("cpu")
+    spec = chain_spec({"coro": "Source.range", "args": {"stop": 2}},
+                      {"coro": "Test.big", "args": {"size": 2_000_000},
+                       "properties": {"pool": "cpu"}},
+                      {"coro": "Flow.identity"})
+    async with serving(**remote_settings(broker.url)) as (_app, url):
+        done, results, c = await run_spec(url, spec)
+    assert done["status"] == "completed" and results == []
+    errs = [e for e in c.got("pipeline_error") if e["code"] == "node_error"]
+    assert [e["error_type"] for e in errs] == ["value_too_large"] * 2

@@ -64,7 +64,11 @@ class Broker:
         async with self._lock:
             if self.nc is not None and not self.nc.is_closed:
                 return self
-            import nats
+            try:
+                import nats
+            except ImportError:
+                raise BrokerUnavailable(
+                    "nats-py is not installed: pip install 'pipelines[nats]'") from None
 
             cfg = self.config
 
@@ -101,6 +105,12 @@ class Broker:
                 ) from None
             self.js = self.nc.jetstream(timeout=min(5.0, cfg.broker_timeout))
             return self
+
+    @property
+    def max_payload(self) -> int:
+        """The largest message the broker takes (bytes), less room for headers."""
+        limit = getattr(self.nc, "max_payload", 0) or 1_048_576
+        return int(limit) - 1024
 
     async def close(self) -> None:
         nc, self.nc = self.nc, None
@@ -222,6 +232,7 @@ class Broker:
         """Publish until JetStream has stored the message: wait while the edge is full, retry
         while the broker is away (BrokerUnavailable after `broker_timeout`); StreamFull for a
         refusal that waiting cannot cure."""
+        from nats.errors import MaxPayloadError
         from nats.js.errors import APIError
 
         hdrs = {"Nats-Msg-Id": msg_id}
@@ -244,6 +255,9 @@ class Broker:
                                      f"{exc.description} (code {exc.err_code})") from None
             except asyncio.CancelledError:
                 raise
+            except MaxPayloadError:
+                raise StreamFull(f"a message on {subject} is larger than the broker takes "
+                                 f"({len(data)} bytes)") from None
             except Exception as exc:  # timeouts, no responders, connection closed
                 down = down or time.monotonic()
                 logger.debug("publish on %s: %s", subject, exc)

@@ -29,6 +29,7 @@ from .wire import (
     encode_batches,
     pool_subject,
     results_consumer,
+    too_large,
 )
 
 if TYPE_CHECKING:
@@ -191,7 +192,8 @@ class RemoteProcessor(Processor):
         entries = [[first + i, it[0]] for i, it in enumerate(items)]
         self._next = first + len(items)
         msgs, bad = encode_batches(entries, self.link.config.batch_bytes, "the input value")
-        for e in bad:  # the input cannot travel: an item error, as if a worker had said so
+        msgs, big = too_large(msgs, entries, self.link.broker.max_payload, "the input value")
+        for e in bad + big:  # the input cannot travel: an item error, as if a worker had said so
             self.deliver([e], "driver")
         ordered = self.properties.ordered
         for seqs, data in msgs:
@@ -424,7 +426,7 @@ class RemoteLink:
     async def _heartbeat(self, live: Any) -> None:
         """Renew the liveness key; fail the run when the broker stays away too long."""
         cfg = self.config
-        every = max(0.05, min(cfg.live_ttl / 4, 1.0))
+        every = max(0.05, min(cfg.live_ttl / 4, 0.5))
         last_ok = time.monotonic()
         next_put = 0.0
         while True:

@@ -27,6 +27,7 @@ __all__ = [
     "encode",
     "encode_batches",
     "error_entry",
+    "too_large",
 ]
 
 RESULTS_STREAM = "PLR"
@@ -101,3 +102,23 @@ def encode_batches(entries: list[list[Any]], max_bytes: int,
     a, _ = encode_batches(entries[:half], max_bytes, what)
     b, _ = encode_batches(entries[half:], max_bytes, what)
     return a + b, []
+
+
+def too_large(batches: list[tuple[list[int], bytes]], entries: list[list[Any]], limit: int,
+              what: str) -> tuple[list[tuple[list[int], bytes]], list[list[Any]]]:
+    """Take single-entry messages over `limit` bytes out of `batches`: each becomes an error
+    entry `value_too_large` (an item error, never a message the broker refuses)."""
+    if all(len(data) <= limit for _, data in batches):
+        return batches, []
+    by_seq = {e[0]: e for e in entries}
+    keep, bad = [], []
+    for seqs, data in batches:
+        if len(data) <= limit:
+            keep.append((seqs, data))
+            continue
+        for seq in seqs:
+            value = by_seq[seq][1] if len(by_seq[seq]) > 1 else None
+            bad.append(error_entry(seq, "value_too_large",
+                                   f"{what} is {len(data)} bytes as JSON; the broker takes at "
+                                   f"most {limit}", repr((value,))))
+    return keep, bad

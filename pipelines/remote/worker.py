@@ -38,6 +38,7 @@ from .wire import (
     parse_pool_subject,
     pool_stream,
     results_subject,
+    too_large,
 )
 
 __all__ = ["Worker"]
@@ -379,9 +380,12 @@ class Worker:
         return error_entry(seq, type(err).__name__, str(err), repr(item))
 
     async def _publish(self, msg: Any, pid: str, idx: int, out: list[list[Any]]) -> None:
-        batches, bad = encode_batches(out, max(self.config.batch_bytes, 1 << 19), "the result")
-        if bad:
-            batches += encode_batches(bad, self.config.batch_bytes)[0]
+        limit = self.broker.max_payload
+        batches, bad = encode_batches(out, min(limit, max(self.config.batch_bytes, 1 << 19)),
+                                      "the result")
+        batches, big = too_large(batches, out, limit, "the result")
+        if bad or big:
+            batches += encode_batches(bad + big, self.config.batch_bytes)[0]
         base = _msg_id(msg)
         subject = results_subject(pid, idx)
         for seqs, data in batches:
