@@ -466,7 +466,7 @@ async def test_stalled_client_keeps_every_edge_within_its_cap(broker: NatsServer
 
     await workers.start("cpu")
     cap = 3
-    spec = chain_spec({"coro": "Source.range", "args": {"stop": 50_000}},
+    spec = chain_spec({"coro": "Source.range", "args": {"stop": 5_000}},
                       {"coro": "Number.add", "args": {"n": 1},
                        "properties": {"pool": "cpu", "queue_size": cap}},
                       {"coro": "Flow.identity"})
@@ -481,7 +481,13 @@ async def test_stalled_client_keeps_every_edge_within_its_cap(broker: NatsServer
             assert run is not None
             return run.plumber.metrics()["nodes"][node]  # type: ignore[no-any-return]
 
-        await asyncio.sleep(0.5)  # let it fill up
+        samples: list[int] = []
+
+        def settled() -> bool:  # the source's count stopped moving: everything is full
+            samples.append(n_metrics("src")["out"])
+            return len(samples) >= 4 and len(set(samples[-4:])) == 1
+
+        await wait_until(settled, within=30, interval=0.2)
         pid = n_metrics("n1")["remote_id"]
         before = n_metrics("src")["out"]
         depths: list[int] = []
@@ -492,12 +498,12 @@ async def test_stalled_client_keeps_every_edge_within_its_cap(broker: NatsServer
             await asyncio.sleep(0.1)
         assert max(depths, default=0) <= cap, depths
         # what the driver holds for the pool node is bounded by the same cap (in messages)
-        assert 0 < n_metrics("n1")["inflight"] <= cap * 64
-        assert n_metrics("src")["out"] == before < 50_000  # the source waits
+        assert n_metrics("n1")["inflight"] <= cap * 64
+        assert n_metrics("src")["out"] == before < 5_000  # the source waits
         c.hold.set()
         done = await c.wait_done(within=60)
     assert done["status"] == "completed"
-    assert c.results() == [i + 1 for i in range(50_000)]
+    assert c.results() == [i + 1 for i in range(5_000)]
 
 
 async def test_stream_byte_cap_is_a_clear_error(broker: NatsServer) -> None:
@@ -580,3 +586,42 @@ async def test_result_larger_than_the_broker_takes_is_an_item_error(
     assert done["status"] == "completed" and results == []
     errs = [e for e in c.got("pipeline_error") if e["code"] == "node_error"]
     assert [e["error_type"] for e in errs] == ["value_too_large"] * 2
+
+
+async def test_stalled_worker_fills_the_edge_to_its_cap_and_no_more(broker: NatsServer,
+                                                                    workers: Workers) -> None:
+    """A worker that holds what it fetched: the pool edge fills up to its cap (queue_size
+    messages, held ones included) and never beyond; the source waits."""
+    from server.keys import SESSIONS
+
+    await workers.start("cpu", faults="pause_after_fetch=30")
+    cap = 3
+    spec = chain_spec({"coro": "Source.range", "args": {"stop": 5_000}},
+                      {"coro": "Number.add", "args": {"n": 1},
+                       "properties": {"pool": "cpu", "queue_size": cap}},
+                      {"coro": "Flow.identity"})
+    async with serving(**remote_settings(broker.url)) as (app, url), connected(url) as c:
+        assert (await c.call("process_msg", spec))["ok"]
+
+        def n_metrics(node: str) -> dict[str, Any]:
+            run = next(iter(app[SESSIONS].sessions.values())).run
+            assert run is not None
+            return run.plumber.metrics()["nodes"][node]  # type: ignore[no-any-return]
+
+        samples: list[int] = []
+
+        def settled() -> bool:
+            samples.append(n_metrics("src")["out"])
+            return len(samples) >= 4 and len(set(samples[-4:])) == 1
+
+        await wait_until(settled, within=30, interval=0.2)
+        pid = n_metrics("n1")["remote_id"]
+        depths: list[int] = []
+        for _ in range(8):
+            state = await broker_state(broker.url, pid)
+            depths += [n for s, n in state["subjects"].items() if s.startswith("PL_cpu:")]
+            await asyncio.sleep(0.1)
+        assert max(depths) == cap, depths  # full, and not one message more
+        assert n_metrics("src")["out"] == samples[-1] < 5_000
+        assert (await c.call("cancel"))["ok"]
+        await c.wait_done()
