@@ -55,8 +55,14 @@ class RemoteService:
 
     async def worker_metrics(self) -> str:
         """Prometheus lines of the live workers' counters (empty when not connected)."""
-        if self.broker is None or not self.broker.connected:
+        if self.broker is None:
             return ""
+        if not self.broker.connected:
+            try:  # the first pool run connects; a scrape before it should not wait long
+                await asyncio.wait_for(self.broker.connect(), 1.0)
+            except Exception as exc:
+                logger.debug("worker metrics: %s", exc)
+                return ""
         from pipelines.remote.driver import worker_infos
 
         try:
