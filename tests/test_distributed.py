@@ -147,14 +147,22 @@ async def test_sigkill_a_worker_loses_nothing(broker: NatsServer, workers: Worke
     assert max(gaps, default=0.0) < 1.0 + 4.0
 
 
+def trickle(n: int) -> dict[str, Any]:
+    """Items that arrive over a few seconds (10 ms apart), so a run outlives a redelivery."""
+    return chain_spec({"coro": "Source.range", "args": {"stop": n}},
+                      {"coro": "Flow.delay", "args": {"seconds": 0.01},
+                       "properties": {"concurrency": 1}},
+                      {"coro": "Number.add", "args": {"n": 1}, "properties": {"pool": "cpu"}},
+                      {"coro": "Flow.identity"})
+
+
 async def test_exit_after_publish_before_ack_gives_each_result_once(
         broker: NatsServer, workers: Workers) -> None:
     """A worker that published its results and died before acking: the redelivered message is
     run again and re-published; JetStream's de-dup (Msg-Id) drops the copy."""
-    await workers.start("cpu", name="faulty", faults="exit_after_publish=1")
-    spec = chain_spec({"coro": "Source.range", "args": {"stop": 300}},
-                      {"coro": "Number.add", "args": {"n": 1}, "properties": {"pool": "cpu"}},
-                      {"coro": "Flow.identity"})
+    await workers.start("cpu", "--concurrency", "1", name="faulty",
+                          faults="exit_after_publish=1")
+    spec = trickle(300)
     async with serving(**remote_settings(broker.url)) as (_app, url), connected(url) as c:
         assert (await c.call("process_msg", spec, {"metrics": True,
                                                    "metrics_interval": 0.1}))["ok"]
@@ -164,7 +172,7 @@ async def test_exit_after_publish_before_ack_gives_each_result_once(
     assert done["status"] == "completed", (done["error"], workers.logs())
     assert c.results() == [i + 1 for i in range(300)]
     assert workers.procs[0].returncode == 17  # it did exit at the fault point
-    final = c.got("metrics")[-1]["nodes"]["n1"]
+    final = c.got("metrics")[-1]["nodes"]["n2"]
     assert final["duplicates"] == 0  # the broker dropped the re-publish
 
 
@@ -175,10 +183,9 @@ async def test_dedup_window_too_short_the_sink_drops_the_copy(broker: NatsServer
            "PIPELINES_LIVE_TTL": "2.0"}
     w = Workers(broker.url, env=env)
     try:
-        await w.start("cpu", name="faulty", faults="exit_after_publish=1")
-        spec = chain_spec({"coro": "Source.range", "args": {"stop": 300}},
-                          {"coro": "Number.add", "args": {"n": 1}, "properties": {"pool": "cpu"}},
-                          {"coro": "Flow.identity"})
+        await w.start("cpu", "--concurrency", "1", name="faulty",
+                          faults="exit_after_publish=1")
+        spec = trickle(300)
         settings = remote_settings(broker.url, dedup_window=0.2)
         async with serving(**settings) as (_app, url), connected(url) as c:
             assert (await c.call("process_msg", spec, {"metrics": True,
@@ -188,7 +195,7 @@ async def test_dedup_window_too_short_the_sink_drops_the_copy(broker: NatsServer
             done = await c.wait_done(within=60)
         assert done["status"] == "completed", (done["error"], w.logs())
         assert c.results() == [i + 1 for i in range(300)]
-        final = c.got("metrics")[-1]["nodes"]["n1"]
+        final = c.got("metrics")[-1]["nodes"]["n2"]
         assert final["duplicates"] > 0  # copies did arrive, and were dropped at the sink
     finally:
         await w.close()

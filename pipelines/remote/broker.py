@@ -228,10 +228,11 @@ class Broker:
 
     async def publish(self, subject: str, data: bytes, msg_id: str,
                       headers: dict[str, str] | None = None,
-                      on_wait: Any = None) -> None:
-        """Publish until JetStream has stored the message: wait while the edge is full, retry
-        while the broker is away (BrokerUnavailable after `broker_timeout`); StreamFull for a
-        refusal that waiting cannot cure."""
+                      on_wait: Any = None, wait_for_room: bool = True) -> bool:
+        """Publish until JetStream has stored the message: wait while the edge is full (or
+        return False at once, with `wait_for_room` false), retry while the broker is away
+        (BrokerUnavailable after `broker_timeout`); StreamFull for a refusal that waiting
+        cannot cure."""
         from nats.errors import MaxPayloadError
         from nats.js.errors import APIError
 
@@ -243,10 +244,12 @@ class Broker:
         while True:
             try:
                 await self.js.publish(subject, data, headers=hdrs)
-                return
+                return True
             except APIError as exc:
                 text = str(exc.description or "")
                 if is_edge_full(exc):
+                    if not wait_for_room:
+                        return False
                     down = None
                 elif exc.code == 503 and "exceeded" not in text and "too large" not in text:
                     down = down or time.monotonic()

@@ -24,6 +24,7 @@ __all__ = [
     "results_subject",
     "results_consumer",
     "parse_pool_subject",
+    "split_subject",
     "encode",
     "encode_batches",
     "error_entry",
@@ -58,10 +59,16 @@ def results_consumer(pid: str) -> str:
     return f"plr_{pid}"
 
 
+def split_subject(subject: str) -> str:
+    """Where the items of a redelivered message go one by one: a subject of their own, so the
+    split never waits for room on the edge the original still holds a place in."""
+    return subject if subject.endswith(".s") else f"{subject}.s"
+
+
 def parse_pool_subject(subject: str) -> tuple[str, str, int]:
-    """(pool, pipeline id, node index) of an input message's subject."""
-    _, pool, pid, node = subject.split(".")
-    return pool, pid, int(node)
+    """(pool, pipeline id, node index) of an input message's subject (or its split subject)."""
+    parts = subject.split(".")
+    return parts[1], parts[2], int(parts[3])
 
 
 def encode(entries: list[Any]) -> bytes:

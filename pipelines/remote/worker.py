@@ -38,6 +38,7 @@ from .wire import (
     parse_pool_subject,
     pool_stream,
     results_subject,
+    split_subject,
     too_large,
 )
 
@@ -239,18 +240,24 @@ class Worker:
                     run.tasks.discard(task)
 
     async def _split(self, run: _Run, msg: Any) -> bool:
-        """A redelivered message of several items: a worker died holding it, perhaps because of
-        one of them. Re-publish its items one per message (ids derived from the original, so a
-        retry is idempotent): a poison item then fails alone."""
-        if msg.metadata.num_delivered < 2 or run.mismatch is not None:
+        """A message of several items delivered a third time: workers died twice holding it
+        (the second time running it alone), perhaps because of one of its items. Re-publish
+        its items one per message (ids derived from the original, so a retry is idempotent): a
+        poison item then fails alone. A second delivery runs whole, so results published
+        before a crash get the same message ids again and the broker drops the copies."""
+        if msg.metadata.num_delivered < 3 or run.mismatch is not None:
             return False
         entries = json.loads(msg.data)
         if len(entries) < 2:
             return False
         base = _msg_id(msg)
+        subject = split_subject(msg.subject)
         for e in entries:
-            await self.broker.publish(msg.subject, encode([e]), f"{base}.s{e[0]}",
-                                      on_wait=msg.in_progress)
+            if not await self.broker.publish(subject, encode([e]), f"{base}.s{e[0]}",
+                                             wait_for_room=False):
+                # No room: run the message whole (items already split off come back twice,
+                # and the driver keeps one of each).
+                return False
         self.stats["redelivered"] += 1
         return True
 
@@ -306,6 +313,12 @@ class Worker:
         if run.mismatch is not None:
             return [error_entry(seq, "registry_mismatch", run.mismatch, repr((v,)))
                     for seq, v in entries]
+        if suspect and len(entries) > 1 and msg.metadata.num_delivered > self.config.max_deliver + 1:
+            # could not be split (no room) and keeps ending its workers
+            self.stats["crashed"] += len(entries)
+            text = (f"a worker of pool {self.pool!r} ended (crashed or was killed) while running "
+                    f"this item's message, {msg.metadata.num_delivered - 1} times")
+            return [error_entry(seq, "worker_crashed", text, repr((v,))) for seq, v in entries]
         if suspect and len(entries) == 1:
             seq, value = entries[0]
             before = await self._attempts(pid, idx, seq)
