@@ -460,7 +460,7 @@ async def test_library_plumber_with_an_in_process_worker(broker: NatsServer) -> 
     finally:
         worker.stop()
         await asyncio.wait_for(task, 10)
-    assert report.status.value == "completed"
+    assert report.status.value == "completed", report.error
     assert sorted(values) == [i * i for i in range(300)]
     assert report.nodes["sq"].items_out == 300
 

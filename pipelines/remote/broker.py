@@ -127,9 +127,12 @@ class Broker:
         try:
             await self.js.add_stream(**cfg)
         except BadRequestError as exc:
-            if exc.err_code != 10058:  # name in use with another config: take the new one
+            if exc.err_code == 10058:  # name in use with another config: take the new one
+                await self.js.update_stream(**cfg)
+            elif exc.err_code == 10065:  # another process created it at the same moment
+                await self.js.stream_info(cfg["name"])
+            else:
                 raise
-            await self.js.update_stream(**cfg)
 
     async def ensure_pool(self, pool: str) -> None:
         """The work-queue stream of `pool` and its workers' pull consumer."""
@@ -188,8 +191,11 @@ class Broker:
         try:
             kv = await self.js.key_value(bucket)
         except Exception:
-            kv = await self.js.create_key_value(bucket=bucket, ttl=ttl, history=1,
-                                                storage=StorageType.FILE)
+            try:
+                kv = await self.js.create_key_value(bucket=bucket, ttl=ttl, history=1,
+                                                    storage=StorageType.FILE)
+            except Exception:  # another process created it at the same moment
+                kv = await self.js.key_value(bucket)
         self._kv[bucket] = kv
         return kv
 

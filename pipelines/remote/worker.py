@@ -154,15 +154,21 @@ class Worker:
         from nats.errors import TimeoutError as NatsTimeout
 
         stop = asyncio.ensure_future(self._stopping.wait())
+        # Messages asked for at once: starts at 1 and doubles while the worker keeps up, back
+        # to 1 when its nodes are at their concurrency, so one worker does not take what
+        # another idle one could run now.
+        want = 1
         try:
             while not self._stopping.is_set():
                 free = self.concurrency - len(self._handlers)
                 if free <= 0 or self._starved:
                     # Busy: leave the messages to idle workers of the pool.
+                    want = 1
                     await asyncio.wait({stop, *self._handlers}, timeout=0.005,
                                        return_when=asyncio.FIRST_COMPLETED)
                     continue
-                fetch = asyncio.ensure_future(psub.fetch(free, timeout=1.0))
+                n = min(free, want)
+                fetch = asyncio.ensure_future(psub.fetch(n, timeout=1.0))
                 await asyncio.wait({stop, fetch}, return_when=asyncio.FIRST_COMPLETED)
                 if not fetch.done():
                     fetch.cancel()
@@ -176,10 +182,13 @@ class Worker:
                     logger.debug("worker %s: fetch: %s", self.name, exc)
                     await asyncio.sleep(0.1)
                     continue
+                if len(msgs) >= n:
+                    want = min(want * 2, self.concurrency)
                 for msg in msgs:
                     task = asyncio.create_task(self._handle(msg))
                     self._handlers.add(task)
                     task.add_done_callback(self._handlers.discard)
+                await asyncio.sleep(0)  # let the handlers start (and find their node busy)
         finally:
             stop.cancel()
 
@@ -276,7 +285,12 @@ class Worker:
         async with self._gate:
             if suspect:
                 self._suspects += 1
-                await self._gate.wait_for(lambda: not self._normal and not self._alone)
+                try:
+                    await self._gate.wait_for(lambda: not self._normal and not self._alone)
+                except BaseException:  # cancelled while waiting: it never entered
+                    self._suspects -= 1
+                    self._gate.notify_all()
+                    raise
                 self._alone = True
             else:
                 await self._gate.wait_for(lambda: not self._suspects)
