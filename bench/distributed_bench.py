@@ -88,7 +88,7 @@ class Env:
         try:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "server.worker", "--pool", pool, "--nats", self.url,
-                "--name", f"w{len(self.workers)}", "--concurrency", "16",
+                "--name", f"w{len(self.workers)}", "--concurrency", "64",
                 cwd=ROOT, env=env, stdout=out, stderr=asyncio.subprocess.STDOUT)
         finally:
             out.close()

@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pool", required=True, help="the pool to serve")
     p.add_argument("--nats", default=env("PIPELINES_NATS_URL", "nats://127.0.0.1:4222"),
                    help="NATS server(s), comma separated [env PIPELINES_NATS_URL]")
-    p.add_argument("--concurrency", type=int, default=16, help="messages held at once")
+    p.add_argument("--concurrency", type=int, default=64, help="messages held at once")
     p.add_argument("--name", default=None, help="the worker's name (default: host-pid)")
     p.add_argument("--test-coroutines", action="store_true",
                    default=env("PIPELINES_TEST_COROUTINES", "").lower() in ("1", "true", "yes"),

@@ -20,7 +20,7 @@ from .wire import (
     pool_stream,
 )
 
-__all__ = ["Broker", "EDGE_FULL", "is_edge_full", "kv_subject"]
+__all__ = ["Broker", "EDGE_FULL", "is_edge_full", "kv_subject", "raise_if_cancelled"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +30,15 @@ EDGE_FULL = 10077
 WORKER_TTL = 3.0
 #: Seconds a count of lone runs of a suspect item is kept (runs purge theirs at the end).
 ATTEMPTS_TTL = 3600.0
+
+
+def raise_if_cancelled() -> None:
+    """Raise CancelledError if the current task was asked to stop. Loops around nats-py calls
+    check it: on Python 3.11 `asyncio.wait_for` (which nats-py uses) can swallow a cancellation
+    that lands just as its inner call finishes, and a loop would then never end."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def is_edge_full(exc: BaseException) -> bool:
@@ -248,6 +257,7 @@ class Broker:
         delay = 0.002
         down: float | None = None
         while True:
+            raise_if_cancelled()
             try:
                 await self.js.publish(subject, data, headers=hdrs)
                 return True

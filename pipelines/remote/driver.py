@@ -16,7 +16,7 @@ from ..errors import NodeFailed, PipelineError
 from ..inlets import Inlet
 from ..processor import Processor
 from ..report import ItemError
-from .broker import Broker
+from .broker import Broker, raise_if_cancelled
 from .config import RemoteConfig
 from .errors import BrokerUnavailable, RegistryMismatch
 from .wire import (
@@ -396,6 +396,7 @@ class RemoteLink:
 
         nodes = self.nodes
         while True:
+            raise_if_cancelled()
             try:
                 msgs = await psub.fetch(256, timeout=1.0)
             except (NatsTimeout, TimeoutError):
@@ -430,6 +431,7 @@ class RemoteLink:
         last_ok = time.monotonic()
         next_put = 0.0
         while True:
+            raise_if_cancelled()
             now = time.monotonic()
             if now >= next_put:
                 try:

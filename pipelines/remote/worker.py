@@ -19,7 +19,7 @@ from ..items import DROP, _Resumed
 from ..processor import Processor
 from ..registry import Registry
 from ..spec import NodeProperties
-from .broker import Broker
+from .broker import Broker, raise_if_cancelled
 from .config import POOL_NAME_RE, RemoteConfig
 from .digest import registry_digest
 from .faults import Faults
@@ -83,7 +83,7 @@ class Worker:
     """
 
     def __init__(self, registry: Registry, pool: str, config: RemoteConfig, *,
-                 name: str | None = None, concurrency: int = 16) -> None:
+                 name: str | None = None, concurrency: int = 64) -> None:
         if not POOL_NAME_RE.match(pool):
             raise ValueError(f"invalid pool name {pool!r}: 1-32 letters, digits, _ or -")
         self.registry = registry
@@ -160,6 +160,7 @@ class Worker:
         want = 1
         try:
             while not self._stopping.is_set():
+                raise_if_cancelled()
                 free = self.concurrency - len(self._handlers)
                 if free <= 0 or self._starved:
                     # Busy: leave the messages to idle workers of the pool.
@@ -273,6 +274,7 @@ class Worker:
     async def _keepalive(self, msg: Any) -> None:
         every = max(0.05, self.config.ack_wait / 3)
         while True:
+            raise_if_cancelled()
             await asyncio.sleep(every)
             try:
                 await msg.in_progress()
@@ -486,6 +488,7 @@ class Worker:
         from nats.js.errors import KeyNotFoundError
 
         while True:
+            raise_if_cancelled()
             await asyncio.sleep(LIVENESS_INTERVAL)
             now = time.monotonic()
             for pid, at in list(self._dead.items()):
@@ -502,6 +505,7 @@ class Worker:
 
     async def _janitor(self) -> None:
         while True:
+            raise_if_cancelled()
             await asyncio.sleep(JANITOR_INTERVAL)
             try:
                 await asyncio.wait_for(self._sweep(), 5.0)
@@ -551,6 +555,7 @@ class Worker:
 
     async def _heartbeats(self) -> None:
         while True:
+            raise_if_cancelled()
             await asyncio.sleep(HEARTBEAT_INTERVAL)
             try:
                 await self._beat()
