@@ -9,7 +9,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .channel import Channel, Waker
 from .errors import PipelineError, RegistryError, SpecError, SpecIssue, Stalled
@@ -20,6 +20,10 @@ from .reprs import safe_repr
 from .sizes import json_size
 from .spec import LIBRARY_LIMITS, GraphSpec, SpecLimits, Topology, check_graph, parse_spec
 from .work import WorkMeter
+
+if TYPE_CHECKING:
+    from .remote.config import RemoteConfig
+    from .remote.driver import RemoteLink
 
 __all__ = ["Plumber", "ResultSink", "compile_spec", "CompiledNode", "inflight_capacity"]
 
@@ -57,8 +61,11 @@ def compile_spec(
     registry: Registry | None = None,
     coro_map: CoroMap | None = None,
     limits: SpecLimits = LIBRARY_LIMITS,
+    remote: RemoteConfig | None = None,
 ) -> tuple[GraphSpec, Topology, dict[str, CompiledNode]]:
-    """Check everything about a spec before anything runs; raise SpecError with every issue."""
+    """Check everything about a spec before anything runs; raise SpecError with every issue.
+
+    Nodes placed on a pool are checked against `remote` (None: no broker, so no pool)."""
     spec = parse_spec(raw, limits)
     topo, issues = check_graph(spec)
     has_incoming = {d for dests in spec.graph.values() for d in (dests or ())}
@@ -143,6 +150,11 @@ def compile_spec(
                                     f"{held} items at once; at most {limits.max_inflight_items} "
                                     "allowed (limit max_inflight_items): lower queue_size or "
                                     "concurrency"))
+    if topo is not None and any(n.properties.pool is not None for n in spec.nodes.values()):
+        from .remote.placement import check_placement
+
+        issues.extend(check_placement(spec, topo, remote.pools if remote else None,
+                                      remote is not None))
     if issues or topo is None:
         raise SpecError(issues)
     return spec, topo, compiled
@@ -207,6 +219,8 @@ class Plumber:
     :param on_item_error: called with an :class:`ItemError` for every item skipped on error;
         the default, :class:`LogSkippedItems`, logs them as warnings (rate-limited) on the
         ``pipelines.report`` logger. Pass ``lambda err: None`` to keep them only in the report.
+    :param remote: the broker and limits for nodes placed on worker pools
+        (``properties.pool``); without it a spec that names a pool is refused.
     """
 
     # Started pipelines stay referenced until they end, even if the caller drops the Plumber
@@ -225,10 +239,12 @@ class Plumber:
         result_buffer: int = 1024,
         on_item_error: Callable[[ItemError], None] | None = None,
         name: str | None = None,
+        remote: RemoteConfig | None = None,
     ) -> None:
         self.limits = limits or LIBRARY_LIMITS
         self.spec, self.topo, compiled = compile_spec(
-            input_d, registry=registry, coro_map=coro_map, limits=self.limits)
+            input_d, registry=registry, coro_map=coro_map, limits=self.limits, remote=remote)
+        self._remote: RemoteLink | None = None
         self.env_vars: dict[str, Any] = env_vars if env_vars is not None else {}
         self.name = name or "pipeline"
         self.collect = collect
@@ -236,6 +252,10 @@ class Plumber:
         self.nodes: dict[str, Processor] = {}
         self._edges: list[tuple[str, str, Channel]] = []
         self._build(compiled, on_item_error if on_item_error is not None else LogSkippedItems())
+        if remote is not None and any(c.spec.properties.pool for c in compiled.values()):
+            from .remote.driver import RemoteLink
+
+            self._remote = RemoteLink(self, compiled, remote)
         self._task: asyncio.Task[None] | None = None
         self._status = RunStatus.PENDING
         self._report: RunReport | None = None
@@ -252,7 +272,11 @@ class Plumber:
         work = WorkMeter(limit) if limit is not None else None
         for name in topo.order:
             c = compiled[name]
-            cls = InputProcessor if name in topo.inputs else Processor
+            cls: type[Processor] = InputProcessor if name in topo.inputs else Processor
+            if c.spec.properties.pool is not None:
+                from .remote.driver import RemoteProcessor
+
+                cls = RemoteProcessor
             node = cls(name, c.info.fn, args=c.args, properties=c.spec.properties,
                        env_vars=self.env_vars, coro_name=c.info.name, on_item_error=on_item_error)
             if isinstance(node, InputProcessor):
@@ -318,6 +342,8 @@ class Plumber:
                         unpaired=n.unpaired())
             if isinstance(n, InputProcessor):
                 snap["in"] = snap["out"]  # a source's `in` is what it produced (as in the report)
+            if self._remote is not None:
+                snap.update(self._remote.node_metrics(n.name))
             nodes[n.name] = snap
         return {
             "status": self._status.value,
@@ -393,6 +419,8 @@ class Plumber:
         self._watch = asyncio.get_running_loop().call_later(STALL_CHECK_INTERVAL, self._watchdog)
         try:
             async with asyncio.TaskGroup() as tg:
+                if self._remote is not None:
+                    tg.create_task(self._remote.run(), name=f"pipelines:{self.name}:remote")
                 for node in self.nodes.values():
                     tg.create_task(node.run(), name=f"pipelines:{self.name}:{node.name}")
             status = RunStatus.COMPLETED

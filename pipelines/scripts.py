@@ -1,4 +1,4 @@
-"""The console scripts `pipelines-server` and `pipelines-client`, as installed.
+"""The console scripts `pipelines-server`, `pipelines-client` and `pipelines-worker`, as installed.
 
 Each imports its package only when run, so that an installation without the package's extra
 (`pip install pipelines` is the engine alone) says in one line what to install instead of
@@ -11,14 +11,14 @@ import importlib
 import sys
 from typing import NoReturn
 
-__all__ = ["client", "server"]
+__all__ = ["client", "server", "worker"]
 
 _OURS = ("pipelines", "pipelines_server", "pipelines_client", "server", "client")
 
 
-def _run(package: str, prog: str, extra: str) -> NoReturn:
+def _run(package: str, prog: str, extra: str, module_name: str = "__main__") -> NoReturn:
     try:
-        module = importlib.import_module(f"{package}.__main__")
+        module = importlib.import_module(f"{package}.{module_name}")
     except ModuleNotFoundError as exc:
         if exc.name is None or exc.name.split(".")[0] in _OURS:
             raise
@@ -35,3 +35,8 @@ def server() -> NoReturn:
 def client() -> NoReturn:
     """`pipelines-client`: the client scripts (need the `client` extra)."""
     _run("pipelines_client", "pipelines-client", "client")
+
+
+def worker() -> NoReturn:
+    """`pipelines-worker`: a worker of a pool (needs the `server` and `nats` extras)."""
+    _run("pipelines_server", "pipelines-worker", "server,nats", "worker")

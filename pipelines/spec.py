@@ -69,6 +69,10 @@ class NodeProperties(BaseModel):
     timeout: float | None = Field(
         None, gt=0, le=86_400, allow_inf_nan=False, description="Seconds allowed per item."
     )
+    pool: str | None = Field(
+        None, min_length=1, max_length=32,
+        description="Run this node on the workers of this pool (distributed mode); none: here.",
+    )
 
 
 class NodeSpec(BaseModel):

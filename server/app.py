@@ -21,9 +21,10 @@ from .coroutines.plugin import CoroutinePlugin
 from .handlers import register_handlers
 from .hosts import host_guard
 from .http_runs import setup_http_runs
-from .keys import SESSIONS, SETTINGS, SIO
+from .keys import REMOTE, SESSIONS, SETTINGS, SIO
 from .payload import SafePacket
 from .registries import LoadedCoroutines, load_coroutines
+from .remote import RemoteService
 from .routes import setup_routes
 from .session import SessionManager
 from .settings import Settings
@@ -100,6 +101,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await manager.close_all()
     await stop_manager(sio)
     await sio.shutdown()
+    await app[REMOTE].close()
 
 
 async def _on_shutdown(app: web.Application) -> None:
@@ -177,7 +179,8 @@ def build_service(app: web.Application, settings: Settings, loaded: LoadedCorout
         engineio_logger=library_logger(
             "engineio", settings.log_lines_per_minute, settings.log_burst),
     )
-    manager = SessionManager(settings, sio, registry)
+    remote = RemoteService(settings, registry)
+    manager = SessionManager(settings, sio, registry, remote.config)
     admission = Admission(settings, manager.stats)
     install_guard(sio, manager, admission)
     sio.attach(app)
@@ -186,6 +189,7 @@ def build_service(app: web.Application, settings: Settings, loaded: LoadedCorout
     app[SETTINGS] = settings
     app[SIO] = sio
     app[SESSIONS] = manager
+    app[REMOTE] = remote
     setup_routes(app)
     setup_http_runs(app, origin_checker(settings))
     setup_cluster(app)

@@ -14,7 +14,7 @@ from pipelines.spec import GraphSpec
 from .admission import ADMISSION
 from .handlers import validate_spec
 from .http_runs import running_http_runs
-from .keys import SESSIONS, SETTINGS
+from .keys import REMOTE, SESSIONS, SETTINGS
 from .payload import PayloadProblem, check_payload, loads_checked
 from .protocol import error, fail
 from .ratelimit import TokenBucket
@@ -98,6 +98,7 @@ async def get_health(request: web.Request) -> web.Response:
 async def get_metrics(request: web.Request) -> web.Response:
     """Prometheus text exposition of this app's counters."""
     body = request.app[SESSIONS].stats.render()
+    body += (await request.app[REMOTE].worker_metrics()).encode()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

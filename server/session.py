@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from pipelines.errors import PipelineError
 from pipelines.plumber import Plumber
 from pipelines.registry import Registry
+from pipelines.remote.config import RemoteConfig
 from pipelines.report import ItemError, Result, RunReport, RunStatus
 from pipelines.reprs import safe_str
 
@@ -520,10 +521,12 @@ class SessionManager:
         settings: Settings,
         sio: socketio.AsyncServer,
         registry: Registry,
+        remote: RemoteConfig | None = None,
     ) -> None:
         self.settings = settings
         self.sio = sio
         self.registry = registry
+        self.remote = remote
         self.limits = settings.spec_limits()
         self.sessions: dict[str, Session] = {}
         self.closing = False
@@ -560,6 +563,7 @@ class SessionManager:
             result_buffer=self.settings.batch_max_items,
             on_item_error=on_item_error,
             name=name,
+            remote=self.remote,
         )
 
     async def report_blocked_loop(self, block: BlockedLoop) -> None:

@@ -233,6 +233,46 @@ class Settings(BaseSettings):
         "entry-point group `pipelines.coroutines`."
     )
 
+    # -- distributed mode (nodes on worker pools over NATS JetStream) ----------------------
+    nats_url: str | None = Field(
+        None, description="NATS server(s) for nodes placed on worker pools (comma separated); "
+        "unset: a spec that names a pool is refused."
+    )
+    pools: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Pool names a spec may place nodes on (comma separated; empty: any).",
+    )
+    broker_timeout: float = Field(
+        10.0, gt=0, description="Seconds the broker may be unreachable before a run with pool "
+        "nodes fails with `broker_unavailable`."
+    )
+    ack_wait: float = Field(
+        5.0, gt=0, description="Seconds a worker may hold a message unacknowledged before it "
+        "goes to another worker (workers renew it for long items)."
+    )
+    max_deliver: int = Field(
+        3, ge=1, description="Deliveries of one message (each ending with a dead worker) before "
+        "its items become `worker_crashed` errors."
+    )
+    edge_cap: int = Field(
+        1024, ge=1, description="Most messages waiting on one edge subject in the broker (a "
+        "node's `queue_size` lowers it for its edge)."
+    )
+    dedup_window: float = Field(
+        120.0, gt=0, description="Seconds the broker remembers message ids (idempotent re-send)."
+    )
+    live_ttl: float = Field(
+        15.0, gt=0, description="Seconds a run's liveness key lives unrenewed; then the workers "
+        "purge what it left in the broker."
+    )
+    max_stream_bytes: int = Field(
+        -1, ge=-1, description="Byte cap of each pool's stream (-1: none); reaching it fails the "
+        "run with `stream_full`."
+    )
+    remote_batch_items: int = Field(
+        64, ge=1, le=4096, description="Most items in one broker message."
+    )
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:
@@ -251,7 +291,7 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "allowed_origins", "allowed_hosts", "coroutines", "fetch_hosts", "trusted_proxies",
+        "allowed_origins", "allowed_hosts", "coroutines", "fetch_hosts", "trusted_proxies", "pools",
         mode="before",
     )
     @classmethod
