@@ -1,5 +1,6 @@
 """The whole several-servers topology started by `scripts/cluster` (deploy/cluster.py) on free
-ports: nats-server, redis-server, two `python server.py`, nginx with sticky sessions. The original
+ports: nats-server, redis-server, two `python server.py`, two workers of pool `cpu`, nginx with
+sticky sessions. A spec with a node on the pool runs through the proxy on the workers. The original
 demo client (python and JavaScript) gets its results through the proxy over long-polling and
 websocket; an announcement posted through the proxy reaches the clients of both servers.
 Started once for the module; `stop` must end every process it started."""
@@ -7,7 +8,6 @@ Started once for the module; `stop` must end every process it started."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import os
 import pwd
@@ -55,7 +55,7 @@ def topology() -> Iterator[dict[str, Any]]:
     run_dir = Path(tempfile.mkdtemp(prefix="pipelines-cluster-"))
     run_dir.chmod(0o755)
     port = free_port()
-    started = cluster(run_dir, "start", "--port", str(port), "--workers", "0",
+    started = cluster(run_dir, "start", "--port", str(port), "--workers", "2",
                       "--demo-sleep-scale", "0.01", "--token", TOKEN,
                       # python-engineio's client waits for its pending long-poll GET when it
                       # disconnects, which the server holds for ping interval + timeout.
@@ -110,7 +110,8 @@ def test_status_reports_every_part_healthy(topology: dict[str, Any]) -> None:
     status = cluster(topology["run_dir"], "status", "--json")
     assert status.returncode == 0, status.stdout + status.stderr
     rows = json.loads(status.stdout)["processes"]
-    assert sorted(r["name"] for r in rows) == ["nats", "nginx", "redis", "server1", "server2"]
+    assert sorted(r["name"] for r in rows) == [
+        "nats", "nginx", "redis", "server1", "server2", "worker1", "worker2"]
     assert all(r["healthy"] for r in rows), rows
     nginx = next(p for p in topology["state"]["processes"] if p["kind"] == "nginx")
     uid = Path(f"/proc/{nginx['pid']}").stat().st_uid  # nginx's master process
@@ -244,34 +245,40 @@ def test_no_state_left_when_not_started(tmp_path: Path) -> None:
     assert cluster(tmp_path, "stop").returncode == 0
 
 
+async def test_a_pool_node_runs_on_the_workers_through_the_proxy(topology: dict[str, Any]) -> None:
+    """Through nginx, a spec whose middle node is placed on pool `cpu` gets every result, in
+    order, computed by the workers the script started (the metrics name them)."""
+    spec = {"nodes": {"src": {"coro": "Source.range", "args": {"stop": 200}},
+                      "sq": {"coro": "Number.square", "properties": {"pool": "cpu"}},
+                      "out": {"coro": "Flow.identity"}},
+            "graph": {"src": ["sq"], "sq": ["out"], "out": None}}
+    sio = socketio.AsyncClient(reconnection=False)
+    values: list[Any] = []
+    last_metrics: dict[str, Any] = {}
+    done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
 
-@pytest.mark.skipif(importlib.util.find_spec("server.worker") is not None,
-                    reason="this checkout has the worker: --workers N starts it")
-def test_workers_refused_without_the_worker(tmp_path: Path) -> None:
-    started = cluster(tmp_path, "start", "--port", str(free_port()), "--workers", "1")
-    assert started.returncode == 2
-    assert "--workers 0" in started.stderr
-    assert not (tmp_path / "state.json").exists()
+    @sio.on("results")
+    async def on_results(payload: dict[str, Any]) -> None:
+        values.extend(item["value"] for item in payload["items"])
 
+    @sio.on("metrics")
+    async def on_metrics(payload: dict[str, Any]) -> None:
+        last_metrics.update(payload)
 
-@pytest.mark.skipif(importlib.util.find_spec("server.worker") is None,
-                    reason="the worker (server/worker.py) is not in this checkout")
-def test_workers_start_connect_to_nats_and_stop(tmp_path: Path) -> None:
-    for name in ("nats-server", "redis-server", "nginx"):
-        require_binary(name)
-    started = cluster(tmp_path, "start", "--port", str(free_port()), "--workers", "2",
-                      "--demo-sleep-scale", "0.01")
-    state = json.loads((tmp_path / "state.json").read_text()) if started.returncode == 0 \
-        else None
+    @sio.on("done")
+    async def on_done(payload: dict[str, Any]) -> None:
+        if not done.done():
+            done.set_result(payload)
+
+    await sio.connect(topology["url"], transports=["websocket"], auth={"token": TOKEN},
+                      wait_timeout=10)
     try:
-        assert started.returncode == 0, started.stdout + started.stderr
-        status = cluster(tmp_path, "status", "--json")
-        rows = json.loads(status.stdout)["processes"]
-        assert [r["name"] for r in rows if r["name"].startswith("worker")] == \
-            ["worker1", "worker2"]
-        assert status.returncode == 0 and all(r["healthy"] for r in rows), rows
+        answer = await sio.call("process_msg", (spec, {"results": "batch"}), timeout=10)
+        assert answer["ok"] is True, answer
+        report = await asyncio.wait_for(done, 60)
     finally:
-        stopped = cluster(tmp_path, "stop")
-    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
-    assert state is not None
-    assert not [p["name"] for p in state["processes"] if pid_alive(p["pid"])]
+        await sio.disconnect()
+    assert report["status"] == "completed", report
+    assert values == [i * i for i in range(200)]
+    node = last_metrics["nodes"]["sq"]
+    assert node["pool"] == "cpu" and node["workers"] >= 1, node
