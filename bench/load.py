@@ -7,7 +7,7 @@ recorded history it checks that nothing was lost, doubled or reordered and that 
 with exactly one ``done``, then prints wall time, results/s, latency percentiles and the server's
 peak RSS.
 
-Scenarios (RELIABILITY.md, "Load"):
+Scenarios (the load cases of docs/promises.md):
 
     python bench/load.py                      # L2: 200 clients x 5-node pipeline x 1,000 items
     python bench/load.py --clients 1          # L1

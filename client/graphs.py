@@ -29,7 +29,7 @@ def demo_strings(count: int = 5, nbytes: int = 8) -> list[str]:
 
 
 def demo_graph(strings: Sequence[str]) -> dict[str, Any]:
-    """The original demo graph (DESIGN.md section 2) fed with ``strings``.
+    """The original demo graph (examples/graphs/demo.json) fed with ``strings``.
 
     Two results per string: ``coro1`` fans out to ``coro2`` and ``coro3``, both reach
     ``out``, which merges (``aggregate_inputs: false``).

@@ -177,7 +177,7 @@ async def test_node_blocking_the_loop_is_named_by_the_watchdog(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Test.block calls time.sleep(1): every session stalls for that second. The server
-    cannot prevent it, but it must say which node did it (RELIABILITY.md, Faults)."""
+    cannot prevent it, but it must say which node did it (docs/promises.md, promise 1)."""
     caplog.set_level(logging.WARNING)
     async with serve(loop_block_threshold=0.3) as url:
         canary, hold, canary_id = await start_canary(url)

@@ -1,4 +1,4 @@
-"""The bad-input matrix of RELIABILITY.md, each case over a real socket beside a canary.
+"""The bad-input matrix (docs/promises.md), each case over a real socket beside a canary.
 
 Every case sends one bad input (through the python-socketio client when it can, as raw
 Engine.IO / Socket.IO frames over aiohttp's websocket when that client refuses) and asserts:
