@@ -91,7 +91,14 @@ def snapshot(app: Any) -> dict[str, int]:
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 async def test_a_thousand_mixed_sessions_leave_nothing_behind() -> None:
-    async with serve(ping_interval=PING, ping_timeout=PING, submission_burst=10) as url:
+    # Every session comes from 127.0.0.1, and abrupt ones hold their connection until the ping
+    # timeout: the per-address caps are raised here, since this test is about leaks, not
+    # admission (tests/test_hostile_handshakes.py and test_hostile_cpu.py hold those).
+    per_address = {"max_connections_per_address": 5000, "max_sessions_per_address": 5000,
+                   "handshakes_per_second": 5000.0, "handshake_burst": 5000,
+                   "address_cpu_share": 10.0, "address_cpu_burst": 10.0}
+    async with serve(ping_interval=PING, ping_timeout=PING, submission_burst=10,
+                     **per_address) as url:
         app = serve.last_app  # type: ignore[attr-defined]
         await run_sessions(url, 2 * len(KINDS))  # warm-up: imports, caches, first allocations
         await asyncio.sleep(2 * PING + 0.5)
