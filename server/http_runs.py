@@ -22,7 +22,7 @@ import json
 import logging
 import time
 import uuid
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -31,12 +31,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pipelines.errors import PipelineError
 from pipelines.plumber import Plumber
-from pipelines.report import ItemError, Result, RunReport, RunStatus
+from pipelines.report import ItemError, Result, RunReport
 
+from .admission import ADMISSION
 from .keys import SESSIONS, SETTINGS
 from .payload import PayloadProblem, check_payload, loads_checked
-from .protocol import error, fail
-from .ratelimit import TokenBucket
+from .protocol import error, fail, run_outcome
+from .ratelimit import BucketTable, TokenBucket
 from .session import oneline
 from .stats import ServerStats
 
@@ -45,8 +46,6 @@ __all__ = ["ErrorLines", "HttpRun", "HttpRunOptions", "running_http_runs", "setu
 logger = logging.getLogger(__name__)
 
 NDJSON = "application/x-ndjson"
-#: Per client address; the oldest addresses are forgotten past this.
-_MAX_TRACKED_ADDRESSES = 10_000
 _STOPS = {
     "disconnect": ("cancelled", None, "the client disconnected"),
     "shutdown": ("cancelled", "shutdown", "the server is shutting down"),
@@ -67,7 +66,7 @@ class HttpRunOptions(BaseModel):
 
 
 RUNS = web.AppKey("pipelines_http_runs", set)
-RUN_BUCKETS = web.AppKey("pipelines_http_run_buckets", OrderedDict)
+RUN_BUCKETS = web.AppKey("pipelines_http_run_buckets", BucketTable)
 OriginCheck = Callable[[str | None, dict[str, Any]], bool]
 ORIGIN_ALLOWED: web.AppKey[OriginCheck] = web.AppKey("pipelines_http_run_origins")
 
@@ -228,16 +227,7 @@ class HttpRun:
                 return
 
     async def _finish(self, report: RunReport) -> None:
-        status = report.status.value
-        err: dict[str, Any] | None = None
-        if self.stop_reason is not None:
-            status, code, message = _STOPS[self.stop_reason]
-            if code is not None:
-                err = error(code, message)
-        elif report.error is not None:
-            err = report.error.to_dict()
-        elif report.status is RunStatus.FAILED:
-            err = error("node_failed", "the pipeline failed")
+        status, err = run_outcome(report, self.stop_reason, _STOPS)
         self.stats.pipelines.labels(status).inc()
         if err is not None and status == "failed":
             self.stats.errors.labels(err["code"]).inc()
@@ -287,17 +277,10 @@ async def post_run(request: web.Request) -> web.StreamResponse:
             return web.json_response(
                 fail(error("unauthorized", "send the token as 'Authorization: Bearer <token>'")),
                 status=401, headers={"WWW-Authenticate": "Bearer"})
-    buckets: OrderedDict[str, TokenBucket] = request.app[RUN_BUCKETS]
-    address = request.remote or "?"
-    bucket = buckets.get(address)
-    if bucket is None:
-        bucket = buckets[address] = TokenBucket(settings.http_runs_per_second,
-                                                settings.http_run_burst)
-        if len(buckets) > _MAX_TRACKED_ADDRESSES:
-            buckets.popitem(last=False)
-    else:
-        buckets.move_to_end(address)
-    if not bucket.take():
+    # The client's address as the other per-address limits see it (a trusted proxy's
+    # X-Forwarded-For included).
+    address = request.app[ADMISSION].address_of(request)
+    if not request.app[RUN_BUCKETS].get(address).take():
         return _refuse("rate_limited", "too many runs from this address; slow down", 429)
     if len(runs) >= settings.max_http_runs:
         return _refuse("busy", f"{settings.max_http_runs} HTTP runs are running; try later", 503)
@@ -381,7 +364,8 @@ def setup_http_runs(app: web.Application, origin_allowed: OriginCheck) -> None:
     app[ORIGIN_ALLOWED] = origin_allowed
     held: set[HttpRun] = set()
     app[RUNS] = held
-    app[RUN_BUCKETS] = OrderedDict()
+    settings = app[SETTINGS]
+    app[RUN_BUCKETS] = BucketTable(settings.http_runs_per_second, settings.http_run_burst)
     manager = app[SESSIONS]
     # The running-pipelines gauge counts HTTP runs too.
     manager.stats.running.set_function(lambda: manager.running() + len(held))

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["RunOptions", "code_label", "error", "fail"]
+from pipelines.report import RunReport, RunStatus
+
+__all__ = ["RunOptions", "Stops", "code_label", "error", "fail", "run_outcome"]
+
+#: Why a run was stopped early -> (its `done` status, error code or None, message).
+Stops = Mapping[str, tuple[str, str | None, str]]
 
 _CODE = re.compile(r"[a-z][a-z_]{0,39}")
 
@@ -44,3 +50,17 @@ def code_label(code: object) -> str:
     """An error code fit for a Prometheus label value: a short snake_case word of ours, or
     "other" (user-controlled text never becomes a label value)."""
     return code if isinstance(code, str) and _CODE.fullmatch(code) else "other"
+
+
+def run_outcome(report: RunReport, stop_reason: str | None,
+                stops: Stops) -> tuple[str, dict[str, Any] | None]:
+    """The status and error object of a run's `done`: why it was stopped, if it was stopped
+    early (a reason missing from `stops` ends it `cancelled`), else what its report says."""
+    if stop_reason is not None:
+        status, code, message = stops.get(stop_reason, ("cancelled", None, stop_reason))
+        return status, (error(code, message) if code is not None else None)
+    if report.error is not None:
+        return report.status.value, report.error.to_dict()
+    if report.status is RunStatus.FAILED:
+        return report.status.value, error("node_failed", "the pipeline failed")
+    return report.status.value, None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections import OrderedDict
 from typing import Any
 
 from aiohttp import web
@@ -17,16 +16,15 @@ from .http_runs import running_http_runs
 from .keys import REMOTE, SESSIONS, SETTINGS
 from .payload import PayloadProblem, check_payload, loads_checked
 from .protocol import error, fail
-from .ratelimit import TokenBucket
+from .ratelimit import BucketTable
 from .stats import CONTENT_TYPE_LATEST
 
 __all__ = ["setup_routes"]
 
 routes = web.RouteTableDef()
 
-#: Per client address, for `POST /api/validate`; the oldest addresses are forgotten past this.
-_MAX_TRACKED_ADDRESSES = 10_000
-VALIDATE_BUCKETS = web.AppKey("pipelines_validate_buckets", OrderedDict)
+#: Per client address, for `POST /api/validate`.
+VALIDATE_BUCKETS = web.AppKey("pipelines_validate_buckets", BucketTable)
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -49,18 +47,9 @@ async def get_schema(request: web.Request) -> web.Response:
 async def post_validate(request: web.Request) -> web.Response:
     """Validate a spec (the body); same answer as the socket `validate` ack. Nothing runs."""
     settings = request.app[SETTINGS]
-    buckets: OrderedDict[str, TokenBucket] = request.app[VALIDATE_BUCKETS]
     admission = request.app[ADMISSION]
     address = admission.address_of(request)
-    bucket = buckets.get(address)
-    if bucket is None:
-        bucket = buckets[address] = TokenBucket(settings.http_validations_per_second,
-                                                settings.http_validation_burst)
-        if len(buckets) > _MAX_TRACKED_ADDRESSES:
-            buckets.popitem(last=False)
-    else:
-        buckets.move_to_end(address)
-    if not bucket.take() or not admission.cpu_ready(address):
+    if not request.app[VALIDATE_BUCKETS].get(address).take() or not admission.cpu_ready(address):
         return _json(fail(error("rate_limited", "too many validations from this address; "
                                 "slow down")), 429)
     if request.content_length is not None and request.content_length > settings.max_message_bytes:
@@ -104,5 +93,7 @@ async def get_metrics(request: web.Request) -> web.Response:
 
 def setup_routes(app: web.Application) -> None:
     """Add the HTTP routes to `app`."""
-    app[VALIDATE_BUCKETS] = OrderedDict()
+    settings = app[SETTINGS]
+    app[VALIDATE_BUCKETS] = BucketTable(settings.http_validations_per_second,
+                                        settings.http_validation_burst)
     app.router.add_routes(routes)

@@ -27,11 +27,11 @@ from pipelines.errors import PipelineError
 from pipelines.plumber import Plumber
 from pipelines.registry import Registry
 from pipelines.remote.config import RemoteConfig
-from pipelines.report import ItemError, Result, RunReport, RunStatus
+from pipelines.report import ItemError, Result, RunReport
 from pipelines.reprs import safe_str
 
 from .payload import CheckedPayload
-from .protocol import RunOptions, code_label, error, fail
+from .protocol import RunOptions, code_label, error, fail, run_outcome
 from .ratelimit import TokenBucket
 from .settings import Settings
 from .stats import ServerStats
@@ -214,18 +214,7 @@ class PipelineRun:
 
     async def _finish(self, report: RunReport) -> None:
         session = self.session
-        status = report.status.value
-        err: dict[str, Any] | None = None
-        if self.stop_reason is not None:
-            status, code, message = _STOP_MESSAGES.get(
-                self.stop_reason, ("cancelled", None, self.stop_reason)
-            )
-            if code is not None:
-                err = error(code, message)
-        elif report.error is not None:
-            err = report.error.to_dict()
-        elif report.status is RunStatus.FAILED:
-            err = error("node_failed", "the pipeline failed")
+        status, err = run_outcome(report, self.stop_reason, _STOP_MESSAGES)
         await self._send_errors(final=True)
         stats = session.manager.stats
         stats.pipelines.labels(status).inc()
