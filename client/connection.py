@@ -104,6 +104,18 @@ def _root_cause(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+def _handshake_status(exc: BaseException) -> int | None:
+    """The HTTP status of a refused websocket handshake in an exception chain, else None."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, aiohttp.WSServerHandshakeError):
+            return cur.status
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
 class PipelinesClient:
     """A connection to a pipelines server (socket.io, default namespace).
 
@@ -216,7 +228,17 @@ class PipelinesClient:
             if code == "unauthorized" or (code is None and any(word in text.lower() for word in _AUTH_WORDS)):
                 return AuthError(message, code or "unauthorized")
             return ConnectError(message, code)
-        return ConnectError(f"cannot connect to {self.url}: {_root_cause(exc)}")
+        status = _handshake_status(exc)
+        if status == 429:
+            # The server's answer (its body names too_many_connections or rate_limited) is not
+            # visible through the websocket handshake; the status is.
+            return ConnectError(
+                f"{self.url} refused the connection: HTTP 429, too many connections or "
+                "connection attempts from this address",
+                "too_many_connections",
+                status,
+            )
+        return ConnectError(f"cannot connect to {self.url}: {_root_cause(exc)}", status=status)
 
     async def close(self) -> None:
         """Disconnect (the server cancels a running pipeline) and release everything."""

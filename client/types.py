@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .errors import PipelineFailedError, ProtocolError
+from .errors import ProtocolError, failure_from_payload
 
 __all__ = [
     "DoneReport",
@@ -90,7 +90,7 @@ class DoneReport:
     def raise_for_status(self) -> DoneReport:
         """Raise :class:`PipelineFailedError` if the run failed; return self otherwise."""
         if self.status == "failed":
-            raise PipelineFailedError(
+            raise failure_from_payload(
                 self.error or {"code": "failed", "message": "pipeline failed"}, report=self
             )
         return self
