@@ -35,10 +35,11 @@ from .errors import (
 )
 from .graphs import demo_graph, demo_strings, load_graph, parse_graph
 from .run import Run
-from .types import DoneReport, PipelineInfo, RegistryEntry, ResultItem, ResultsMode, RunStatus
+from .types import Announcement, DoneReport, PipelineInfo, RegistryEntry, ResultItem, ResultsMode, RunStatus
 
 __all__ = [
     "DEFAULT_URL",
+    "Announcement",
     "AuthError",
     "BrokerUnavailableError",
     "BusyError",

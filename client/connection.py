@@ -38,7 +38,7 @@ from .errors import (
 )
 from .graphs import load_graph
 from .run import Run
-from .types import DoneReport, PipelineInfo, RegistryEntry, ResultsMode
+from .types import Announcement, DoneReport, PipelineInfo, RegistryEntry, ResultsMode
 
 __all__ = ["DEFAULT_URL", "PipelinesClient"]
 
@@ -63,6 +63,9 @@ _REQUEST_CODES = frozenset(
         "internal_error",
     }
 )
+
+# How many announcements `PipelinesClient.announcements` keeps.
+_ANNOUNCEMENTS_KEPT = 100
 
 # Words the server's refusal message uses when the token is the problem.
 _AUTH_WORDS = ("token", "auth", "unauthori", "forbidden")
@@ -127,6 +130,8 @@ class PipelinesClient:
     :param request_timeout: seconds to wait for the server to answer a request.
     :param transports: engine.io transports, ``("websocket",)`` by default.
     :param done_grace: seconds to wait for stragglers once the server says the run ended.
+    :param on_announce: called with each :class:`Announcement` (an operator's broadcast, the
+        ``announce`` event) as it arrives; the latest ones are also kept in ``announcements``.
     """
 
     def __init__(
@@ -138,6 +143,7 @@ class PipelinesClient:
         request_timeout: float = 10.0,
         transports: Sequence[str] = ("websocket",),
         done_grace: float = 5.0,
+        on_announce: Callable[[Announcement], None] | None = None,
     ) -> None:
         self.url = url
         self._token = token
@@ -152,6 +158,9 @@ class PipelinesClient:
         self._retired: deque[str] = deque(maxlen=16)  # ids of this connection's earlier runs
         self._refusal: Any = None
         self._closing = False
+        self._on_announce = on_announce
+        self.announcements: deque[Announcement] = deque(maxlen=_ANNOUNCEMENTS_KEPT)
+        """The latest announcements of this client's connections, oldest first."""
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -432,6 +441,16 @@ class PipelinesClient:
             await self._connection_lost(f"connection lost ({reason})" if reason else "closed")
 
         @_guard
+        async def announce(payload: Any) -> None:
+            item = Announcement.from_payload(payload)
+            if item is None:
+                logger.debug("malformed announce event: %.200r", payload)
+                return
+            self.announcements.append(item)
+            if self._on_announce is not None:
+                self._on_announce(item)
+
+        @_guard
         async def pipeline_started(payload: Any) -> None:
             run = self._run_for(payload)
             if run is not None and isinstance(payload, Mapping):
@@ -492,6 +511,7 @@ class PipelinesClient:
         for handler in (
             connect_error,
             disconnect,
+            announce,
             pipeline_started,
             results,
             recv,

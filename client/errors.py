@@ -34,6 +34,7 @@ __all__ = [
     "error_from_payload",
     "failure_from_payload",
     "format_error",
+    "one_line",
 ]
 
 
@@ -204,7 +205,7 @@ def error_from_payload(error: Any) -> RemoteError:
 _CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)} | {0x0A: "\\n", 0x0D: "\\r"}
 
 
-def _one_line(value: Any, limit: int = 500) -> str:
+def one_line(value: Any, limit: int = 500) -> str:
     """Render a server-supplied string on one bounded line, control characters escaped."""
     text = str(value)[: limit * 2].translate(_CONTROL)
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -212,7 +213,7 @@ def _one_line(value: Any, limit: int = 500) -> str:
 
 def format_error(error: Mapping[str, Any], *, indent: str = "  ") -> str:
     """Render an error object as plain text: ``code: path: message`` then one line per issue."""
-    code = _one_line(error.get("code") or "error", 80)
+    code = one_line(error.get("code") or "error", 80)
     where = error.get("path") or (f"nodes.{error['node']}" if error.get("node") else None)
     issues = [i for i in error.get("errors") or [] if isinstance(i, Mapping)]
     if issues:
@@ -222,14 +223,14 @@ def format_error(error: Mapping[str, Any], *, indent: str = "  ") -> str:
     else:
         head = f"{code}: "
         if where:
-            head += f"{_one_line(where, 200)}: "
-        head += _one_line(error.get("message") or "")
+            head += f"{one_line(where, 200)}: "
+        head += one_line(error.get("message") or "")
     lines = [head]
     if issues:
         for issue in issues:
-            path = _one_line(issue.get("path") or "(spec)", 200)
+            path = one_line(issue.get("path") or "(spec)", 200)
             lines.append(
-                f"{indent}{path}: {_one_line(issue.get('code') or 'error', 80)}: "
-                f"{_one_line(issue.get('message') or '')}"
+                f"{indent}{path}: {one_line(issue.get('code') or 'error', 80)}: "
+                f"{one_line(issue.get('message') or '')}"
             )
     return "\n".join(lines)
