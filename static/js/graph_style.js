@@ -100,7 +100,7 @@ export function styles() {
 }
 
 /**
- * The pool badge of a node's metrics: "cpu x2" (its pool, and how many workers serve it), or ""
+ * The pool badge of a node's metrics: "cpu x2" (its pool, and how many workers ran its items), or ""
  * for a node that runs in the server's process.
  */
 export function poolBadge(m) {
