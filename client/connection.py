@@ -158,6 +158,8 @@ class PipelinesClient:
         self._retired: deque[str] = deque(maxlen=16)  # ids of this connection's earlier runs
         self._refusal: Any = None
         self._closing = False
+        # The server's `protocol_error` just before it closes the connection: what ends the run.
+        self._closed_by: ClientError | None = None
         self._on_announce = on_announce
         self.announcements: deque[Announcement] = deque(maxlen=_ANNOUNCEMENTS_KEPT)
         """The latest announcements of this client's connections, oldest first."""
@@ -194,6 +196,7 @@ class PipelinesClient:
             await self._teardown()  # what is left of a connection the server dropped
         self._closing = False
         self._refusal = None
+        self._closed_by = None
         self._http = aiohttp.ClientSession()
         sio = socketio.AsyncClient(
             reconnection=False,
@@ -269,7 +272,7 @@ class PipelinesClient:
             await http.close()
 
     async def _connection_lost(self, reason: str) -> None:
-        error = DisconnectedError(f"disconnected from {self.url}: {reason}")
+        error = self._closed_by or DisconnectedError(f"disconnected from {self.url}: {reason}")
         for fut in list(self._requests):
             if not fut.done():
                 fut.set_exception(error)
@@ -484,6 +487,9 @@ class PipelinesClient:
             if not isinstance(payload, Mapping):
                 logger.warning("malformed pipeline_error event %.200r", payload)
                 return
+            if payload.get("code") == "protocol_error":
+                # The server closes the connection next; say why instead of "disconnected".
+                self._closed_by = error_from_payload(payload)
             run = self._run_for(payload)
             if run is None or (
                 not payload.get("terminal")

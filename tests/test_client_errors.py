@@ -100,3 +100,19 @@ async def test_broker_gone_is_broker_unavailable_error(broker: NatsServer) -> No
         assert isinstance(caught.value, ConnectionError)
         assert caught.value.code == "broker_unavailable"
         assert caught.value.report is not None and caught.value.report.status == "failed"
+
+
+async def test_protocol_error_ends_the_run_with_protocol_refused_error() -> None:
+    """A frame the server cannot read (here: a socket.io packet type no client may send) gets
+    `protocol_error` and the connection closed: the run in flight fails with
+    ProtocolRefusedError, not a bare DisconnectedError."""
+    slow = chain_spec({"coro": "Source.range", "args": {"stop": 10_000}},
+                      {"coro": "Flow.delay", "args": {"seconds": 0.05}})
+    async with serve() as url, PipelinesClient(url) as pc:
+        run = await pc.submit(slow)
+        await pc._sio.eio.send("9not socket.io")  # type: ignore[union-attr]
+        with pytest.raises(ProtocolRefusedError) as caught:
+            async for _ in run:
+                pass
+        assert caught.value.code == "protocol_error"
+        assert not isinstance(caught.value, PipelineFailedError)
