@@ -14,38 +14,48 @@ Depends on python-socketio (and aiohttp, PyYAML, rich), never on the server.
 from .connection import DEFAULT_URL, PipelinesClient
 from .errors import (
     AuthError,
+    BrokerUnavailableError,
     BusyError,
     ClientError,
     ConnectError,
     DisconnectedError,
     GraphFileError,
+    ItemTooLargeError,
+    LimitExceededError,
     NotRunningError,
     PipelineFailedError,
     ProtocolError,
+    ProtocolRefusedError,
     RateLimitedError,
     RemoteError,
     RequestTimeoutError,
     ServerError,
     SpecValidationError,
+    WorkerCrashedError,
 )
 from .graphs import demo_graph, demo_strings, load_graph, parse_graph
 from .run import Run
-from .types import DoneReport, PipelineInfo, RegistryEntry, ResultItem, ResultsMode, RunStatus
+from .types import Announcement, DoneReport, PipelineInfo, RegistryEntry, ResultItem, ResultsMode, RunStatus
 
 __all__ = [
     "DEFAULT_URL",
+    "Announcement",
     "AuthError",
+    "BrokerUnavailableError",
     "BusyError",
     "ClientError",
     "ConnectError",
     "DisconnectedError",
     "DoneReport",
     "GraphFileError",
+    "ItemTooLargeError",
+    "LimitExceededError",
     "NotRunningError",
     "PipelineFailedError",
     "PipelineInfo",
     "PipelinesClient",
     "ProtocolError",
+    "ProtocolRefusedError",
     "RateLimitedError",
     "RegistryEntry",
     "RemoteError",
@@ -56,6 +66,7 @@ __all__ = [
     "RunStatus",
     "ServerError",
     "SpecValidationError",
+    "WorkerCrashedError",
     "demo_graph",
     "demo_strings",
     "load_graph",

@@ -29,6 +29,7 @@ from .connection import DEFAULT_URL, PipelinesClient
 from .display import (
     LiveView,
     OutputFormat,
+    format_announcement,
     format_item_error,
     format_registry,
     format_report,
@@ -48,6 +49,7 @@ from .errors import (
 )
 from .graphs import demo_graph, demo_strings, load_graph
 from .run import Run
+from .types import Announcement
 
 __all__ = [
     "EXIT_FAILED",
@@ -154,7 +156,12 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _client(args: argparse.Namespace) -> PipelinesClient:
-    return PipelinesClient(args.url, token=args.token, connect_timeout=args.connect_timeout)
+    return PipelinesClient(args.url, token=args.token, connect_timeout=args.connect_timeout,
+                           on_announce=_print_announcement)
+
+
+def _print_announcement(item: Announcement) -> None:
+    print(format_announcement(item), file=sys.stderr, flush=True)
 
 
 async def _consume(run: Run, args: argparse.Namespace, fmt: OutputFormat) -> None:

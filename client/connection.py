@@ -38,7 +38,7 @@ from .errors import (
 )
 from .graphs import load_graph
 from .run import Run
-from .types import DoneReport, PipelineInfo, RegistryEntry, ResultsMode
+from .types import Announcement, DoneReport, PipelineInfo, RegistryEntry, ResultsMode
 
 __all__ = ["DEFAULT_URL", "PipelinesClient"]
 
@@ -63,6 +63,9 @@ _REQUEST_CODES = frozenset(
         "internal_error",
     }
 )
+
+# How many announcements `PipelinesClient.announcements` keeps.
+_ANNOUNCEMENTS_KEPT = 100
 
 # Words the server's refusal message uses when the token is the problem.
 _AUTH_WORDS = ("token", "auth", "unauthori", "forbidden")
@@ -104,6 +107,18 @@ def _root_cause(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+def _handshake_status(exc: BaseException) -> int | None:
+    """The HTTP status of a refused websocket handshake in an exception chain, else None."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, aiohttp.WSServerHandshakeError):
+            return cur.status
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
 class PipelinesClient:
     """A connection to a pipelines server (socket.io, default namespace).
 
@@ -115,6 +130,8 @@ class PipelinesClient:
     :param request_timeout: seconds to wait for the server to answer a request.
     :param transports: engine.io transports, ``("websocket",)`` by default.
     :param done_grace: seconds to wait for stragglers once the server says the run ended.
+    :param on_announce: called with each :class:`Announcement` (an operator's broadcast, the
+        ``announce`` event) as it arrives; the latest ones are also kept in ``announcements``.
     """
 
     def __init__(
@@ -126,6 +143,7 @@ class PipelinesClient:
         request_timeout: float = 10.0,
         transports: Sequence[str] = ("websocket",),
         done_grace: float = 5.0,
+        on_announce: Callable[[Announcement], None] | None = None,
     ) -> None:
         self.url = url
         self._token = token
@@ -140,6 +158,11 @@ class PipelinesClient:
         self._retired: deque[str] = deque(maxlen=16)  # ids of this connection's earlier runs
         self._refusal: Any = None
         self._closing = False
+        # The server's `protocol_error` just before it closes the connection: what ends the run.
+        self._closed_by: ClientError | None = None
+        self._on_announce = on_announce
+        self.announcements: deque[Announcement] = deque(maxlen=_ANNOUNCEMENTS_KEPT)
+        """The latest announcements of this client's connections, oldest first."""
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -173,6 +196,7 @@ class PipelinesClient:
             await self._teardown()  # what is left of a connection the server dropped
         self._closing = False
         self._refusal = None
+        self._closed_by = None
         self._http = aiohttp.ClientSession()
         sio = socketio.AsyncClient(
             reconnection=False,
@@ -216,7 +240,17 @@ class PipelinesClient:
             if code == "unauthorized" or (code is None and any(word in text.lower() for word in _AUTH_WORDS)):
                 return AuthError(message, code or "unauthorized")
             return ConnectError(message, code)
-        return ConnectError(f"cannot connect to {self.url}: {_root_cause(exc)}")
+        status = _handshake_status(exc)
+        if status == 429:
+            # The server's answer (its body names too_many_connections or rate_limited) is not
+            # visible through the websocket handshake; the status is.
+            return ConnectError(
+                f"{self.url} refused the connection: HTTP 429, too many connections or "
+                "connection attempts from this address",
+                "too_many_connections",
+                status,
+            )
+        return ConnectError(f"cannot connect to {self.url}: {_root_cause(exc)}", status=status)
 
     async def close(self) -> None:
         """Disconnect (the server cancels a running pipeline) and release everything."""
@@ -238,7 +272,7 @@ class PipelinesClient:
             await http.close()
 
     async def _connection_lost(self, reason: str) -> None:
-        error = DisconnectedError(f"disconnected from {self.url}: {reason}")
+        error = self._closed_by or DisconnectedError(f"disconnected from {self.url}: {reason}")
         for fut in list(self._requests):
             if not fut.done():
                 fut.set_exception(error)
@@ -410,6 +444,16 @@ class PipelinesClient:
             await self._connection_lost(f"connection lost ({reason})" if reason else "closed")
 
         @_guard
+        async def announce(payload: Any) -> None:
+            item = Announcement.from_payload(payload)
+            if item is None:
+                logger.debug("malformed announce event: %.200r", payload)
+                return
+            self.announcements.append(item)
+            if self._on_announce is not None:
+                self._on_announce(item)
+
+        @_guard
         async def pipeline_started(payload: Any) -> None:
             run = self._run_for(payload)
             if run is not None and isinstance(payload, Mapping):
@@ -443,6 +487,9 @@ class PipelinesClient:
             if not isinstance(payload, Mapping):
                 logger.warning("malformed pipeline_error event %.200r", payload)
                 return
+            if payload.get("code") == "protocol_error":
+                # The server closes the connection next; say why instead of "disconnected".
+                self._closed_by = error_from_payload(payload)
             run = self._run_for(payload)
             if run is None or (
                 not payload.get("terminal")
@@ -470,6 +517,7 @@ class PipelinesClient:
         for handler in (
             connect_error,
             disconnect,
+            announce,
             pipeline_started,
             results,
             recv,

@@ -17,13 +17,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from .errors import format_error
+from .errors import format_error, one_line
 from .run import Run
-from .types import DoneReport, RegistryEntry, ResultItem
+from .types import Announcement, DoneReport, RegistryEntry, ResultItem
 
 __all__ = [
     "LiveView",
     "OutputFormat",
+    "format_announcement",
     "format_registry",
     "format_report",
     "format_result",
@@ -31,6 +32,11 @@ __all__ = [
 ]
 
 OutputFormat = Literal["text", "json"]
+
+
+def format_announcement(item: Announcement) -> str:
+    """``announce: <message>`` on one bounded line (control characters escaped)."""
+    return f"announce: {one_line(item.message, 1000)}"
 
 
 def _compact(value: Any) -> str:

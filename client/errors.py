@@ -13,21 +13,28 @@ from typing import Any
 
 __all__ = [
     "AuthError",
+    "BrokerUnavailableError",
     "BusyError",
     "ClientError",
     "ConnectError",
     "DisconnectedError",
     "GraphFileError",
+    "ItemTooLargeError",
+    "LimitExceededError",
     "NotRunningError",
     "PipelineFailedError",
     "ProtocolError",
+    "ProtocolRefusedError",
     "RateLimitedError",
     "RemoteError",
     "RequestTimeoutError",
     "ServerError",
     "SpecValidationError",
+    "WorkerCrashedError",
     "error_from_payload",
+    "failure_from_payload",
     "format_error",
+    "one_line",
 ]
 
 
@@ -39,12 +46,15 @@ class ConnectError(ClientError, ConnectionError):
     """Raised when the client cannot connect: server unreachable, refused or too slow.
 
     ``code`` is the server's reason when it refused the connection (``unauthorized``,
-    ``too_many_sessions``, ``shutdown``), else None.
+    ``too_many_sessions``, ``shutdown``; ``too_many_connections`` when the handshake got HTTP
+    429: too many connections or connection attempts from this address), else None.
+    ``status`` is the HTTP status of a refused handshake, else None.
     """
 
-    def __init__(self, message: str, code: str | None = None) -> None:
+    def __init__(self, message: str, code: str | None = None, status: int | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.status = status
 
 
 class AuthError(ConnectError, PermissionError):
@@ -111,7 +121,13 @@ class BusyError(RemoteError, RuntimeError):
 
 class RateLimitedError(RemoteError, RuntimeError):
     """Raised when the server refuses a request for load reasons (``rate_limited``,
-    ``too_many_sessions``)."""
+    ``too_many_sessions``, ``too_many_connections``)."""
+
+
+class ProtocolRefusedError(RemoteError, ProtocolError):
+    """Raised when the server reports that this client broke the protocol (code
+    ``protocol_error``: a frame that is not engine.io, a packet that does not decode); the server
+    closes the connection after it."""
 
 
 class NotRunningError(RemoteError, LookupError):
@@ -127,6 +143,40 @@ class PipelineFailedError(RemoteError, RuntimeError):
         self.report = report
 
 
+class BrokerUnavailableError(PipelineFailedError, ConnectionError):
+    """The run failed because the server lost its NATS broker for longer than its
+    ``broker_timeout`` (code ``broker_unavailable``; only runs with pool nodes)."""
+
+
+class WorkerCrashedError(PipelineFailedError):
+    """The run failed on an item that killed its pool worker ``max_deliver`` times (code
+    ``worker_crashed``; with ``on_error: skip`` it is only an item error in ``Run.errors``)."""
+
+
+class ItemTooLargeError(PipelineFailedError, ValueError):
+    """The run failed on a value over the server's ``max_item_bytes`` (code ``item_too_large``;
+    with ``on_error: skip`` it is only an item error in ``Run.errors``)."""
+
+
+class LimitExceededError(PipelineFailedError):
+    """The run went past a server limit (code ``limit_exceeded``: ``max_source_items``,
+    ``max_pipeline_items`` or ``max_session_bytes``; the message names it)."""
+
+
+_FAILED_BY_CODE: dict[str, type[PipelineFailedError]] = {
+    "broker_unavailable": BrokerUnavailableError,
+    "worker_crashed": WorkerCrashedError,
+    "item_too_large": ItemTooLargeError,
+    "limit_exceeded": LimitExceededError,
+}
+
+
+def failure_from_payload(error: Mapping[str, Any], report: Any = None) -> PipelineFailedError:
+    """The fitting :class:`PipelineFailedError` subclass for a failed run's error object."""
+    cls = _FAILED_BY_CODE.get(str(error.get("code")), PipelineFailedError)
+    return cls(error, report=report)
+
+
 _BY_CODE: dict[str, type[RemoteError]] = {
     "invalid_spec": SpecValidationError,
     "invalid_payload": SpecValidationError,
@@ -134,7 +184,13 @@ _BY_CODE: dict[str, type[RemoteError]] = {
     "busy": BusyError,
     "rate_limited": RateLimitedError,
     "too_many_sessions": RateLimitedError,
+    "too_many_connections": RateLimitedError,
     "not_running": NotRunningError,
+    "protocol_error": ProtocolRefusedError,
+    # A spec that places a node where it cannot run is refused as a whole ("invalid_spec" with
+    # the issue); the code alone, at the top, is a spec error too.
+    "placement_unsupported": SpecValidationError,
+    **_FAILED_BY_CODE,
 }
 
 
@@ -149,7 +205,7 @@ def error_from_payload(error: Any) -> RemoteError:
 _CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)} | {0x0A: "\\n", 0x0D: "\\r"}
 
 
-def _one_line(value: Any, limit: int = 500) -> str:
+def one_line(value: Any, limit: int = 500) -> str:
     """Render a server-supplied string on one bounded line, control characters escaped."""
     text = str(value)[: limit * 2].translate(_CONTROL)
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -157,7 +213,7 @@ def _one_line(value: Any, limit: int = 500) -> str:
 
 def format_error(error: Mapping[str, Any], *, indent: str = "  ") -> str:
     """Render an error object as plain text: ``code: path: message`` then one line per issue."""
-    code = _one_line(error.get("code") or "error", 80)
+    code = one_line(error.get("code") or "error", 80)
     where = error.get("path") or (f"nodes.{error['node']}" if error.get("node") else None)
     issues = [i for i in error.get("errors") or [] if isinstance(i, Mapping)]
     if issues:
@@ -167,14 +223,14 @@ def format_error(error: Mapping[str, Any], *, indent: str = "  ") -> str:
     else:
         head = f"{code}: "
         if where:
-            head += f"{_one_line(where, 200)}: "
-        head += _one_line(error.get("message") or "")
+            head += f"{one_line(where, 200)}: "
+        head += one_line(error.get("message") or "")
     lines = [head]
     if issues:
         for issue in issues:
-            path = _one_line(issue.get("path") or "(spec)", 200)
+            path = one_line(issue.get("path") or "(spec)", 200)
             lines.append(
-                f"{indent}{path}: {_one_line(issue.get('code') or 'error', 80)}: "
-                f"{_one_line(issue.get('message') or '')}"
+                f"{indent}{path}: {one_line(issue.get('code') or 'error', 80)}: "
+                f"{one_line(issue.get('message') or '')}"
             )
     return "\n".join(lines)

@@ -18,8 +18,8 @@ from typing import Any
 from .errors import (
     ClientError,
     NotRunningError,
-    PipelineFailedError,
     ProtocolError,
+    failure_from_payload,
 )
 from .types import DoneReport, PipelineInfo, ResultItem, ResultsMode
 
@@ -243,7 +243,7 @@ class Run:
         if self._failure is not None:
             raise self._failure
         if self._report is not None and self._report.status == "failed":
-            raise PipelineFailedError(
+            raise failure_from_payload(
                 self._report.error
                 or self._terminal_error
                 or {"code": "failed", "message": "pipeline failed"},

@@ -1,4 +1,4 @@
-"""Plain data the client hands back: results, the final report, registry entries."""
+"""Plain data the client hands back: results, the final report, registry entries, announcements."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .errors import PipelineFailedError, ProtocolError
+from .errors import ProtocolError, failure_from_payload
 
 __all__ = [
+    "Announcement",
     "DoneReport",
     "PipelineInfo",
     "RegistryEntry",
@@ -90,7 +91,7 @@ class DoneReport:
     def raise_for_status(self) -> DoneReport:
         """Raise :class:`PipelineFailedError` if the run failed; return self otherwise."""
         if self.status == "failed":
-            raise PipelineFailedError(
+            raise failure_from_payload(
                 self.error or {"code": "failed", "message": "pipeline failed"}, report=self
             )
         return self
@@ -117,6 +118,28 @@ class DoneReport:
             error=dict(error) if isinstance(error, Mapping) else None,
             skipped=int(payload.get("skipped") or 0),
             raw=dict(payload),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Announcement:
+    """An operator's broadcast (the ``announce`` event): its text, the id of the server it was
+    posted to, and when (Unix time; 0.0 when the server did not say)."""
+
+    message: str
+    server: str
+    at: float
+
+    @classmethod
+    def from_payload(cls, payload: Any) -> Announcement | None:
+        """Build from an ``announce`` payload; None when it carries no message."""
+        if not isinstance(payload, Mapping) or not isinstance(payload.get("message"), str):
+            return None
+        at = payload.get("at")
+        return cls(
+            message=payload["message"],
+            server=str(payload.get("server") or ""),
+            at=float(at) if isinstance(at, (int, float)) and not isinstance(at, bool) else 0.0,
         )
 
 

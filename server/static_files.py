@@ -67,6 +67,7 @@ _STATIC: tuple[tuple[str, str, str], ...] = (
     ("/static/js/problems.js", "js/problems.js", _JS),
     ("/static/js/run_view.js", "js/run_view.js", _JS),
     ("/static/js/share.js", "js/share.js", _JS),
+    ("/static/js/announce.js", "js/announce.js", _JS),
 )
 
 # (url path, file relative to node_modules/ and to vendor/, content type): self-contained browser

@@ -14,6 +14,7 @@ function palette() {
     muted: v("--muted"),
     panel: v("--panel"),
     nodeFill: v("--node-fill"),
+    poolFill: v("--node-pool-fill"),
     edgeIdle: v("--edge-idle"),
     accent: v("--accent"),
     err: v("--err"),
@@ -70,6 +71,8 @@ export function styles() {
   for (const state of STATES) {
     sheet.push({ selector: `node[state = "${state}"]`, style: { "border-color": c.state[state] } });
   }
+  // A node that runs on a worker pool: another fill, and its badge in the label.
+  sheet.push({ selector: 'node[badge != ""]', style: { "background-color": c.poolFill } });
   sheet.push({ selector: 'node[state = "failed"]', style: { "border-style": "double", "border-width": 5 } });
   for (const [level, colour] of Object.entries(c.queue)) {
     sheet.push({
@@ -96,8 +99,17 @@ export function styles() {
   return sheet;
 }
 
-export function nodeLabel(name, coro, m) {
+/**
+ * The pool badge of a node's metrics: "cpu x2" (its pool, and how many workers ran its items), or ""
+ * for a node that runs in the server's process.
+ */
+export function poolBadge(m) {
+  if (!m || typeof m.pool !== "string" || !m.pool) return "";
+  return `${m.pool} x${Number.isInteger(m.workers) ? m.workers : 0}`;
+}
+
+export function nodeLabel(name, coro, m, badge = "") {
   const counts = m ? `in ${m.in ?? 0} · out ${m.out ?? 0} · err ${m.errors ?? 0}` : "in – · out – · err –";
   const short = String(coro ?? "").length > 24 ? `…${String(coro).slice(-23)}` : coro ?? "";
-  return `${name}\n${short}\n${counts}`;
+  return `${badge ? `${name} [${badge}]` : name}\n${short}\n${counts}`;
 }

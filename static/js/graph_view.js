@@ -4,7 +4,7 @@
 import cytoscape from "cytoscape";
 import dagre from "cytoscape-dagre";
 import { fillLevel } from "./dom.js";
-import { NODE_WIDTH, STATES, nodeLabel, styles } from "./graph_style.js";
+import { NODE_WIDTH, STATES, nodeLabel, poolBadge, styles } from "./graph_style.js";
 
 cytoscape.use(dagre);
 
@@ -139,7 +139,7 @@ export class GraphView {
           group: "nodes",
           classes: "real",
           position: { ...position },
-          data: { id, name: n.name, coro: n.coro ?? "", state: "pending", label: nodeLabel(n.name, n.coro) },
+          data: { id, name: n.name, coro: n.coro ?? "", state: "pending", badge: "", label: nodeLabel(n.name, n.coro) },
         },
         {
           group: "nodes",
@@ -197,10 +197,16 @@ export class GraphView {
   reset() {
     this.cy.batch(() => {
       this.cy.nodes(".real").forEach((node) => {
-        node.data({ state: "pending", label: nodeLabel(node.data("name"), node.data("coro")) });
+        node.data({ state: "pending", badge: "", label: nodeLabel(node.data("name"), node.data("coro")) });
       });
       this.cy.edges().forEach((edge) => edge.data({ label: "", level: null, width: 2 }));
     });
+  }
+
+  /** The pool badge shown on a node ("cpu x2"), "" when it runs in the server's process. */
+  badge(name) {
+    const node = this.node(name);
+    return node.empty() ? null : node.data("badge");
   }
 
   node(name) {
@@ -217,7 +223,8 @@ export class GraphView {
       for (const [name, m] of Object.entries(metrics.nodes ?? {})) {
         const node = this.node(name);
         if (node.empty()) continue;
-        node.data({ state: STATES.includes(m.status) ? m.status : "pending", label: nodeLabel(name, node.data("coro"), m) });
+        const badge = poolBadge(m);
+        node.data({ state: STATES.includes(m.status) ? m.status : "pending", badge, label: nodeLabel(name, node.data("coro"), m, badge) });
       }
       for (const e of metrics.edges ?? []) {
         const edge = this.edge(e.from, e.to);
@@ -238,7 +245,7 @@ export class GraphView {
       for (const [name, state] of Object.entries(states)) {
         const node = this.node(name);
         if (node.empty()) continue;
-        node.data({ state, label: nodeLabel(name, node.data("coro"), nodes[name]) });
+        node.data({ state, label: nodeLabel(name, node.data("coro"), nodes[name], node.data("badge")) });
       }
     });
   }

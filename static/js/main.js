@@ -1,5 +1,6 @@
 // The page: one graph model behind the canvas, the node form and the JSON view; the palette,
 // checks, sharing and the run (docs/page.md, docs/protocol.md).
+import { showAnnouncements } from "./announce.js";
 import { CanvasEditor } from "./canvas_edit.js";
 import { openConnection, request } from "./connection.js";
 import { byId, h } from "./dom.js";
@@ -66,8 +67,9 @@ const form = new NodeForm(byId("node-form"), model, {
   remove: (name) => removeSelection([name], []),
 });
 
-// Exported for the page's tests (tests/test_editor.py), which read where things are drawn.
-export { canvas, model };
+// Exported for the page's tests (tests/test_editor.py, tests/test_page_remote.py), which read
+// where and what things are drawn.
+export { canvas, graph, model };
 
 function note(text, undo = false) {
   els.editorNote.replaceChildren(text);
@@ -207,6 +209,9 @@ const socket = openConnection((state, detail) => {
   if (!was && runView.connected) checkSyntax();
 }, byId("token-button"));
 runView.attach(socket);
+showAnnouncements(socket, {
+  box: byId("announce"), message: byId("announce-message"), from: byId("announce-from"), dismiss: byId("announce-dismiss"),
+});
 
 function startRun() {
   const parsed = editor.parse();

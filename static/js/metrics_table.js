@@ -26,7 +26,7 @@ export class MetricsTable {
     this.rows.clear();
     this.queueRows.clear();
     this.nodesBody.replaceChildren(
-      h("tr", { class: "placeholder" }, h("td", { colspan: 2 + 1 + COLUMNS.length, class: "muted" }, "No pipeline yet.")),
+      h("tr", { class: "placeholder" }, h("td", { colspan: 2 + 3 + COLUMNS.length, class: "muted" }, "No pipeline yet.")),
     );
     this.queuesBody.replaceChildren();
   }
@@ -45,15 +45,20 @@ export class MetricsTable {
           COLUMNS.map(([col]) => [col, h("td", { class: "num", dataset: { col } }, "–")]),
         );
         const status = h("td", { class: "status-cell", dataset: { col: "status", status: "pending" } }, "pending");
+        // Pool nodes only (their metrics name a pool): where they run and on how many workers.
+        const pool = h("td", { class: "pool-cell", dataset: { col: "pool" } });
+        const workers = h("td", { class: "num", dataset: { col: "workers" } }, "–");
         const row = h(
           "tr",
           { dataset: { node: node.name } },
           h("th", { scope: "row", dataset: { col: "node" } }, node.name),
           h("td", { dataset: { col: "coro" } }, node.coro ?? ""),
+          pool,
+          workers,
           status,
           ...COLUMNS.map(([col]) => cells[col]),
         );
-        this.rows.set(node.name, { row, status, cells });
+        this.rows.set(node.name, { row, status, cells, pool, workers });
         return row;
       }),
     );
@@ -95,11 +100,28 @@ export class MetricsTable {
     }
   }
 
+  /** A pool node's pool, its workers, and (as the cell's tooltip) the items each one took. */
+  setPool(name, m) {
+    const entry = this.rows.get(name);
+    if (!entry || typeof m.pool !== "string") return;
+    if (entry.pool.textContent !== m.pool) entry.pool.textContent = m.pool;
+    const workers = fmt(m.workers, 0);
+    if (entry.workers.textContent !== workers) entry.workers.textContent = workers;
+    const perWorker = m.per_worker && typeof m.per_worker === "object" ? Object.entries(m.per_worker) : [];
+    const detail = perWorker.length
+      ? `items per worker: ${perWorker.map(([w, n]) => `${w} ${fmt(n, 0)}`).join(", ")}`
+      : "no items on a worker yet";
+    const dups = m.duplicates ? `; ${fmt(m.duplicates, 0)} duplicate${m.duplicates === 1 ? "" : "s"} dropped` : "";
+    entry.workers.title = detail + dups;
+    entry.workers.dataset.perWorker = JSON.stringify(Object.fromEntries(perWorker));
+  }
+
   /** Apply one `metrics` event. */
   update(metrics) {
     for (const [name, m] of Object.entries(metrics.nodes ?? {})) {
       if (m.status) this.setStatus(name, m.status);
       this.setCounts(name, m);
+      this.setPool(name, m);
     }
     for (const e of metrics.edges ?? []) {
       const entry = this.queueRows.get(JSON.stringify([e.from, e.to]));
