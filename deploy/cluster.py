@@ -94,6 +94,17 @@ def alive(pid: int, expect: str) -> bool:
     return expect in cmdline and stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def exited(pid: int, expect: str) -> bool:
+    """Has our child `pid` ended? Asked of the kernel (waitpid), not read from /proc: a child
+    cannot be replaced by another process before it is reaped, and a reading of /proc taken
+    while the process rewrites its title (redis-server does) can miss its name."""
+    try:
+        ended, _status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:  # not a child of this process (started by an earlier command)
+        return not alive(pid, expect)
+    return ended == pid
+
+
 def healthy(proc: dict[str, Any], state: dict[str, Any]) -> bool:
     if not alive(proc["pid"], proc["expect"]):
         return False
@@ -285,7 +296,7 @@ def wait_healthy(state: dict[str, Any], kinds: tuple[str, ...], timeout: float) 
     waiting = [p for p in state["processes"] if p["kind"] in kinds]
     while waiting:
         waiting = [p for p in waiting if not healthy(p, state)]
-        dead = [p for p in waiting if not alive(p["pid"], p["expect"])]
+        dead = [p for p in waiting if exited(p["pid"], p["expect"])]
         if dead:
             for p in dead:
                 print(f"cluster: {p['name']} exited; see {state['run_dir']}/logs/{p['name']}.log",
