@@ -24,6 +24,7 @@ from server.settings import Settings
 __all__ = [
     "Recorder", "chain_spec", "connected", "demo_expected", "demo_spec", "free_port",
     "make_settings", "serve", "serve_app", "server_process", "serving", "sessions_of", "wait_for",
+    "wait_healthy",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -207,6 +208,25 @@ def free_port() -> int:
         return port
 
 
+async def wait_healthy(url: str, proc: asyncio.subprocess.Process, within: float = 15) -> None:
+    """Wait until the server process `proc` answers `GET url/healthz` with 200; fail (with what
+    it printed) if it exits first or takes longer than `within` seconds."""
+    async with aiohttp.ClientSession() as http:
+        deadline = time.monotonic() + within
+        while True:
+            try:
+                async with http.get(f"{url}/healthz") as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientConnectionError:
+                pass
+            if proc.returncode is not None:
+                printed = (await proc.stdout.read()).decode() if proc.stdout is not None else ""
+                raise AssertionError(f"server exited early ({proc.returncode}): {printed}")
+            assert time.monotonic() < deadline, f"server did not come up within {within} s"
+            await asyncio.sleep(0.05)
+
+
 @asynccontextmanager
 async def server_process(
     *flags: str, env: dict[str, str] | None = None
@@ -223,18 +243,7 @@ async def server_process(
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        async with aiohttp.ClientSession() as http:
-            deadline = time.monotonic() + 15
-            while True:
-                try:
-                    async with http.get(f"{url}/healthz") as r:
-                        if r.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    pass
-                assert proc.returncode is None, "server exited early"
-                assert time.monotonic() < deadline, "server did not come up"
-                await asyncio.sleep(0.05)
+        await wait_healthy(url, proc)
         yield proc, url
     finally:
         if proc.returncode is None:

@@ -14,7 +14,6 @@ import re
 import subprocess
 import sys
 import sysconfig
-import time
 import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 import pytest_asyncio
-from serverutil import connected, free_port
+from serverutil import connected, free_port, wait_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -147,20 +146,7 @@ async def installed_url(venv: Path, tmp_path_factory: pytest.TempPathFactory) ->
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        async with aiohttp.ClientSession() as http:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    async with http.get(f"{url}/healthz") as r:
-                        if r.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    pass
-                if proc.returncode is not None:
-                    assert proc.stdout is not None
-                    pytest.fail(f"pipelines-server exited: {(await proc.stdout.read()).decode()}")
-                assert time.monotonic() < deadline, "pipelines-server did not come up"
-                await asyncio.sleep(0.1)
+        await wait_healthy(url, proc, within=30)
         yield url
     finally:
         if proc.returncode is None:

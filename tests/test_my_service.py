@@ -10,7 +10,6 @@ import re
 import shlex
 import signal
 import sys
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
-from serverutil import free_port, make_settings, serve_app
+from serverutil import free_port, make_settings, serve_app, wait_healthy
 
 from server.app import create_app
 
@@ -78,20 +77,9 @@ async def test_my_service_commands_as_documented(tmp_path: Path) -> None:
             stderr=asyncio.subprocess.STDOUT, start_new_session=True)
         url = f"http://127.0.0.1:{port}"
         try:
-            async with aiohttp.ClientSession() as http:
-                deadline = time.monotonic() + 20
-                while True:
-                    try:
-                        async with http.get(f"{url}/healthz") as r:
-                            if r.status == 200:
-                                break
-                    except aiohttp.ClientConnectionError:
-                        pass
-                    assert server.returncode is None, "server exited early"
-                    assert time.monotonic() < deadline, "server did not come up"
-                    await asyncio.sleep(0.1)
-                async with http.get(f"{url}/api/registry") as r:
-                    entries = {e["name"]: e for e in (await r.json())["coroutines"]}
+            await wait_healthy(url, server, within=20)
+            async with aiohttp.ClientSession() as http, http.get(f"{url}/api/registry") as r:
+                entries = {e["name"]: e for e in (await r.json())["coroutines"]}
             # Only the developer's coroutines (--no-builtin-coroutines), each with its args form.
             assert set(entries) == {"Shop.ids", "Shop.fetch", "Shop.price", "Shop.store"}
             assert entries["Shop.ids"]["kind"] == "source"
