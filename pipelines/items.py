@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
@@ -25,36 +25,7 @@ class _Drop:
 DROP: Final = _Drop()
 _FAILED: Final = object()  # an item whose error was counted and skipped
 _NOTHING: Final = object()  # a run of items that finished without suspending
-
-
-class _Resumed:
-    """Hands a coroutine that already ran its first step over to a Task, step for step."""
-
-    __slots__ = ("_coro", "_first")
-
-    def __init__(self, coro: Any, first: Any) -> None:
-        self._coro = coro
-        self._first = first
-
-    def __await__(self) -> Generator[Any, Any, Any]:
-        coro, pending = self._coro, self._first
-        self._first = None
-        while True:
-            try:
-                sent = yield pending
-            except GeneratorExit:
-                coro.close()
-                raise
-            except BaseException as exc:  # forwarded into the coroutine, incl. CancelledError
-                try:
-                    pending = coro.throw(exc)
-                except StopIteration as stop:
-                    return stop.value
-                continue
-            try:
-                pending = coro.send(sent)
-            except StopIteration as stop:
-                return stop.value
+_IDLE: Final = object()  # a host task whose run of items finished in place: nothing to do
 
 
 class _Run:
@@ -113,23 +84,28 @@ async def _run_items(run: _Run, node: Processor, fn: Callable[..., Any],
 class _Pending:
     """An item running in a task of its own: its slot in the reorder window, then its outcome."""
 
-    __slots__ = ("item", "task", "done", "value", "error", "start")
+    __slots__ = ("item", "task", "aw", "done", "value", "error", "start")
 
-    def __init__(self, item: tuple[Any, ...]) -> None:
+    def __init__(self, item: tuple[Any, ...], aw: Any = None) -> None:
         self.item = item
         self.task: asyncio.Task[None] | None = None
+        self.aw = aw  # what the task awaits: None (start the item), Resumed, or _IDLE
         self.done = False
         self.value: Any = None
         self.error: BaseException | None = None
         self.start = time.perf_counter()
 
 
-async def _settle(node: Processor, slot: _Pending, aw: Any) -> None:
+async def _settle(node: Processor, slot: _Pending) -> None:
     """Run one item to its end and tell the node at once (no done-callback hop).
 
-    `aw` is None for an item not started yet: its coroutine is made here, so a task cancelled
-    before its first step leaves no coroutine that was never awaited.
+    `slot.aw` is None for an item not started yet: its coroutine is made here, so a task
+    cancelled before its first step leaves no coroutine that was never awaited. It is _IDLE for
+    a host task whose items all finished during their eager first step: nothing is left to do.
     """
+    aw = slot.aw
+    if aw is _IDLE:
+        return
     try:
         slot.value = await (node._call(slot.item) if aw is None else aw)
     except asyncio.CancelledError:

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from .channel import Channel, Waker
 from .errors import ItemTimeout, ItemTooLarge, LimitExceeded, NodeFailed, PipelineError
+from .hosting import Resumed, first_step_as
 from .inlets import Inlet, MergeInlet, ZipInlet
-from .items import _FAILED, _NOTHING, DROP, _Pending, _Resumed, _Run, _run_items, _settle
+from .items import _FAILED, _IDLE, _NOTHING, DROP, _Pending, _Run, _run_items, _settle
 from .metrics import NodeMetrics
 from .report import ItemError
 from .reprs import safe_repr, safe_str
@@ -115,8 +116,6 @@ class Processor:
         """Count, report and (unless the node fails the pipeline) skip one failed item."""
         m = self.metrics
         m.errors += 1
-        if isinstance(exc, TimeoutError) and not isinstance(exc, ItemTimeout):
-            exc = ItemTimeout(f"no result within {self.properties.timeout} s", node=self._name)
         err = ItemError(self._name, safe_repr(item, 200), type(exc).__name__, safe_str(exc, 500),
                         exc.code if isinstance(exc, ItemTooLarge) else "node_error")
         if len(self.first_errors) < _MAX_KEPT_ERRORS:
@@ -218,10 +217,16 @@ class Processor:
         attempt = 0
         while True:
             try:
-                if props.timeout is not None:
-                    async with asyncio.timeout(props.timeout):
+                if props.timeout is None:
+                    return await self._processor_coro(self, item, **self.args)
+                try:
+                    async with asyncio.timeout(props.timeout) as deadline:
                         return await self._processor_coro(self, item, **self.args)
-                return await self._processor_coro(self, item, **self.args)
+                except TimeoutError:
+                    if not deadline.expired():
+                        raise  # a timeout of the item's own (it ran its own asyncio.timeout)
+                    raise ItemTimeout(f"no result within {props.timeout} s",
+                                      node=self._name) from None
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -254,8 +259,8 @@ class Processor:
         return self._processor_coro(self, item, **self.args)
 
     def _spawn(self, item: tuple[Any, ...], aw: Any) -> _Pending:
-        slot = _Pending(item)
-        task = asyncio.get_running_loop().create_task(_settle(self, slot, aw))
+        slot = _Pending(item, aw)
+        task = asyncio.get_running_loop().create_task(_settle(self, slot))
         slot.task = task
         self._tasks.add(task)
         self._inflight += 1
@@ -307,6 +312,9 @@ class Processor:
         m = self.metrics
         perf = time.perf_counter
         work = self.work
+        loop = asyncio.get_running_loop()
+        me = asyncio.current_task()
+        assert me is not None
         input_done = False
         while True:
             out: list[Any] = []
@@ -364,8 +372,12 @@ class Processor:
                     while pos < n:  # eager: run items in place until one suspends
                         run = _Run(items, pos)
                         coro: Any = _run_items(run, self, fn, args, guarded)
+                        # The task that will own the item that suspends, made current for the
+                        # eager step (a timeout the item enters binds to it, not to this node).
+                        slot = _Pending(items[pos], _IDLE)
+                        host = loop.create_task(_settle(self, slot))
                         try:
-                            first = coro.send(None)
+                            first = first_step_as(loop, me, host, coro)
                         except StopIteration:
                             first = _NOTHING
                         except NodeFailed:  # what finished before the failing item leaves
@@ -380,7 +392,9 @@ class Processor:
                             out.extend(run.values)
                         if first is _NOTHING:
                             break
-                        slot = self._spawn(items[run.i - 1], _Resumed(coro, first))
+                        slot.item, slot.aw, slot.task = items[run.i - 1], Resumed(coro, first), host
+                        self._tasks.add(host)
+                        self._inflight += 1
                         if ordered:
                             slots.append(slot)
                         pos = run.i
