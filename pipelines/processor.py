@@ -319,6 +319,8 @@ class Processor:
         while True:
             out: list[Any] = []
             failure: NodeFailed | None = None
+            host: asyncio.Task[None] | None = None  # a host task not handed an item yet
+            host_slot: Any = None
             took = 0
             try:
                 # 1. results that are ready, in order
@@ -374,8 +376,10 @@ class Processor:
                         coro: Any = _run_items(run, self, fn, args, guarded)
                         # The task that will own the item that suspends, made current for the
                         # eager step (a timeout the item enters binds to it, not to this node).
-                        slot = _Pending(items[pos], _IDLE)
-                        host = loop.create_task(_settle(self, slot))
+                        # Until an item suspends, one host serves every eager step of this turn.
+                        if host is None:
+                            host_slot = _Pending(items[pos], _IDLE)
+                            host = loop.create_task(_settle(self, host_slot))
                         try:
                             first = first_step_as(loop, me, host, coro)
                         except StopIteration:
@@ -392,8 +396,11 @@ class Processor:
                             out.extend(run.values)
                         if first is _NOTHING:
                             break
+                        slot = host_slot
                         slot.item, slot.aw, slot.task = items[run.i - 1], Resumed(coro, first), host
+                        slot.start = perf()
                         self._tasks.add(host)
+                        host = None
                         self._inflight += 1
                         if ordered:
                             slots.append(slot)
