@@ -22,26 +22,35 @@ __all__ = ["Resumed", "first_step_as", "start_eagerly"]
 class Resumed:
     """Hands a coroutine that already ran its first step over to a Task, step for step."""
 
-    __slots__ = ("_coro", "_first")
+    __slots__ = ("_coro", "_first", "_throw")
 
     def __init__(self, coro: Any, first: Any) -> None:
         self._coro = coro
         self._first = first
+        self._throw: BaseException | None = None
+
+    def throw_first(self, exc: BaseException) -> None:
+        """Throw `exc` into the coroutine before anything else (its task was cancelled before
+        it took the coroutine over)."""
+        self._throw = exc
 
     def __await__(self) -> Generator[Any, Any, Any]:
-        coro, pending = self._coro, self._first
-        self._first = None
+        coro, pending, exc = self._coro, self._first, self._throw
+        self._first = self._throw = None
         while True:
+            if exc is not None:  # forwarded into the coroutine, incl. CancelledError
+                try:
+                    pending = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+                exc = None
             try:
                 sent = yield pending
             except GeneratorExit:
                 coro.close()
                 raise
-            except BaseException as exc:  # forwarded into the coroutine, incl. CancelledError
-                try:
-                    pending = coro.throw(exc)
-                except StopIteration as stop:
-                    return stop.value
+            except BaseException as thrown:
+                exc = thrown
                 continue
             try:
                 pending = coro.send(sent)

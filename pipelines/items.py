@@ -96,6 +96,18 @@ class _Pending:
         self.start = time.perf_counter()
 
 
+async def _host(node: Processor, slot: _Pending, ready: asyncio.Future[None]) -> None:
+    """A node's spare task: waits until the node hands it an item that suspended in its eager
+    first step (run with this task as the current one), then runs that item to its end."""
+    try:
+        await ready
+    except asyncio.CancelledError as exc:
+        if slot.aw is _IDLE:
+            raise  # never handed an item: the node ended
+        slot.aw.throw_first(exc)  # cancelled (a timeout the item entered?) before it woke
+    await _settle(node, slot)
+
+
 async def _settle(node: Processor, slot: _Pending) -> None:
     """Run one item to its end and tell the node at once (no done-callback hop).
 

@@ -19,7 +19,7 @@ from .channel import Channel, Waker
 from .errors import ItemTimeout, ItemTooLarge, LimitExceeded, NodeFailed, PipelineError
 from .hosting import Resumed, first_step_as
 from .inlets import Inlet, MergeInlet, ZipInlet
-from .items import _FAILED, _IDLE, _NOTHING, DROP, _Pending, _Run, _run_items, _settle
+from .items import _FAILED, _IDLE, _NOTHING, DROP, _host, _Pending, _Run, _run_items, _settle
 from .metrics import NodeMetrics
 from .report import ItemError
 from .reprs import safe_repr, safe_str
@@ -78,6 +78,7 @@ class Processor:
         self.sink: ResultSink | None = None
         self._waker = Waker()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._spare: asyncio.Task[Any] | None = None  # an eager step's host, not handed an item
         self._finished: list[_Pending] = []
         self._inflight = 0
         # What the node is blocked on, for the plumber's stall watchdog: a future that only
@@ -292,6 +293,9 @@ class Processor:
 
     async def _stop_tasks(self) -> None:
         tasks = list(self._tasks)
+        if self._spare is not None:
+            tasks.append(self._spare)
+            self._spare = None
         for t in tasks:
             t.cancel()
         if tasks:
@@ -315,12 +319,14 @@ class Processor:
         loop = asyncio.get_running_loop()
         me = asyncio.current_task()
         assert me is not None
+        # A spare task, waiting to be handed the next item that suspends in its eager step.
+        host: asyncio.Task[None] | None = None
+        host_slot: Any = None
+        ready: asyncio.Future[None] = loop.create_future()
         input_done = False
         while True:
             out: list[Any] = []
             failure: NodeFailed | None = None
-            host: asyncio.Task[None] | None = None  # a host task not handed an item yet
-            host_slot: Any = None
             took = 0
             try:
                 # 1. results that are ready, in order
@@ -377,9 +383,11 @@ class Processor:
                         # The task that will own the item that suspends, made current for the
                         # eager step (a timeout the item enters binds to it, not to this node).
                         # Until an item suspends, one host serves every eager step of this turn.
-                        if host is None:
+                        if host is None or host.done():
+                            ready = loop.create_future()
                             host_slot = _Pending(items[pos], _IDLE)
-                            host = loop.create_task(_settle(self, host_slot))
+                            host = loop.create_task(_host(self, host_slot, ready))
+                            self._spare = host
                         try:
                             first = first_step_as(loop, me, host, coro)
                         except StopIteration:
@@ -400,7 +408,8 @@ class Processor:
                         slot.item, slot.aw, slot.task = items[run.i - 1], Resumed(coro, first), host
                         slot.start = perf()
                         self._tasks.add(host)
-                        host = None
+                        ready.set_result(None)
+                        host = self._spare = None
                         self._inflight += 1
                         if ordered:
                             slots.append(slot)
