@@ -50,7 +50,8 @@ class Channel:
 
     __slots__ = ("buf", "maxsize", "_open", "closed", "abandoned", "dropped", "wake", "_putters")
 
-    def __init__(self, maxsize: int, producers: int = 1) -> None:
+    def __init__(self, maxsize: int, producers: int = 1,
+                 wake: Callable[[], None] | None = None) -> None:
         if maxsize < 1:
             raise ValueError(f"a channel holds at least one item, not {maxsize}")
         self.buf: deque[Any] = deque()
@@ -59,7 +60,8 @@ class Channel:
         self.closed = producers <= 0
         self.abandoned = False
         self.dropped = 0
-        self.wake: Callable[[], None] = _noop
+        #: the consumer's wake-up, called when items arrive or the channel ends
+        self.wake: Callable[[], None] = wake if wake is not None else _noop
         self._putters: deque[asyncio.Future[None]] = deque()
 
     # -- producer side ---------------------------------------------------------------------
@@ -133,6 +135,11 @@ class Channel:
         self._wake_putters()
 
     # -- consumer side ---------------------------------------------------------------------
+    def attach(self, wake: Callable[[], None]) -> None:
+        """A consumer that arrives after the channel was made (the results reader) gives its
+        wake-up here."""
+        self.wake = wake
+
     def take(self, n: int) -> list[Any]:
         """Remove and return up to `n` items (never waits)."""
         buf = self.buf

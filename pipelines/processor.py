@@ -13,22 +13,20 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .channel import Channel, Waker
 from .errors import ItemTimeout, ItemTooLarge, LimitExceeded, NodeFailed, PipelineError
 from .hosting import Resumed, first_step_as
 from .inlets import Inlet, MergeInlet, ZipInlet
-from .items import _FAILED, _IDLE, _NOTHING, DROP, _host, _Pending, _Run, _run_items, _settle
+from .items import DROP, FAILED, IDLE, NOTHING, Pending, Run, host_items, run_items, settle
 from .metrics import NodeMetrics
 from .report import ItemError
 from .reprs import safe_repr, safe_str
+from .sink import ResultSink
 from .sizes import json_size, oversized, quick_bounds
 from .spec import NodeProperties
 from .work import WorkMeter
-
-if TYPE_CHECKING:
-    from .plumber import ResultSink
 
 __all__ = ["DROP", "Processor", "InputProcessor", "OutputQueue", "MergeInlet", "ZipInlet"]
 
@@ -79,7 +77,7 @@ class Processor:
         self._waker = Waker()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._spare: asyncio.Task[Any] | None = None  # an eager step's host, not handed an item
-        self._finished: list[_Pending] = []
+        self._finished: list[Pending] = []
         self._inflight = 0
         # What the node is blocked on, for the plumber's stall watchdog: a future that only
         # another node can resolve, and the channels it waits for room in (None: for input).
@@ -100,6 +98,11 @@ class Processor:
         return self._processor_coro
 
     @property
+    def waker(self) -> Waker:
+        """Wakes this node: give it to each channel it reads from."""
+        return self._waker
+
+    @property
     def inflight(self) -> int:
         return self._inflight
 
@@ -113,7 +116,7 @@ class Processor:
         return f"<{type(self).__name__} {self._name!r} coro={self.coro_name}>"
 
     # -- errors ------------------------------------------------------------------------------
-    def _item_failed(self, item: Any, exc: BaseException) -> object:
+    def item_failed(self, item: Any, exc: BaseException) -> object:
         """Count, report and (unless the node fails the pipeline) skip one failed item."""
         m = self.metrics
         m.errors += 1
@@ -128,7 +131,7 @@ class Processor:
             ) from exc
         if self._on_item_error is not None:
             self._on_item_error(err)
-        return _FAILED
+        return FAILED
 
     # -- output --------------------------------------------------------------------------------
     async def _emit(self, values: list[Any]) -> None:
@@ -137,7 +140,7 @@ class Processor:
         if self.max_item_bytes is not None:
             bad = oversized(values, self.max_item_bytes)
             if bad:
-                values = self._drop_oversized(values, bad)
+                values = self.drop_oversized(values, bad)
                 if not values:
                     return
         self.metrics.items_out += len(values)
@@ -169,13 +172,13 @@ class Processor:
         if all(ch.abandoned for ch in outlets):
             raise _Detached
 
-    def _drop_oversized(self, values: list[Any], bad: list[int]) -> list[Any]:
+    def drop_oversized(self, values: list[Any], bad: list[int]) -> list[Any]:
         """`values` without the ones over `max_item_bytes`, each reported as an item error."""
         limit = self.max_item_bytes
         assert limit is not None
         for i in bad:
             size = json_size(values[i], limit)
-            self._item_failed(
+            self.item_failed(
                 f"<a {type(values[i]).__name__} result>",
                 ItemTooLarge(f"result of more than {size - 1} bytes is over the limit of "
                              f"{limit} bytes per item", node=self._name),
@@ -212,7 +215,7 @@ class Processor:
             self.sink.close()
 
     # -- items ---------------------------------------------------------------------------------
-    async def _guarded(self, item: tuple[Any, ...]) -> Any:
+    async def guarded(self, item: tuple[Any, ...]) -> Any:
         """One item with retries and a per-item timeout (the slower, careful path)."""
         props = self.properties
         attempt = 0
@@ -237,7 +240,7 @@ class Processor:
                 self.metrics.retries += 1
                 await asyncio.sleep(props.backoff * 2 ** (attempt - 1))
 
-    def _settled(self, slot: _Pending) -> None:
+    def settled(self, slot: Pending) -> None:
         if slot.task is not None:
             self._tasks.discard(slot.task)
         self._inflight -= 1
@@ -248,20 +251,20 @@ class Processor:
             self._finished.append(slot)
         self._waker()
 
-    def _outcome(self, slot: _Pending) -> Any:
+    def _outcome(self, slot: Pending) -> Any:
         if slot.error is not None:
-            return self._item_failed(slot.item, slot.error)
+            return self.item_failed(slot.item, slot.error)
         return slot.value
 
-    def _call(self, item: tuple[Any, ...]) -> Coroutine[Any, Any, Any]:
+    def call(self, item: tuple[Any, ...]) -> Coroutine[Any, Any, Any]:
         props = self.properties
         if props.on_error == "retry" or props.timeout is not None:
-            return self._guarded(item)
+            return self.guarded(item)
         return self._processor_coro(self, item, **self.args)
 
-    def _spawn(self, item: tuple[Any, ...], aw: Any) -> _Pending:
-        slot = _Pending(item, aw)
-        task = asyncio.get_running_loop().create_task(_settle(self, slot))
+    def _spawn(self, item: tuple[Any, ...], aw: Any) -> Pending:
+        slot = Pending(item, aw)
+        task = asyncio.get_running_loop().create_task(settle(self, slot))
         slot.task = task
         self._tasks.add(task)
         self._inflight += 1
@@ -311,7 +314,7 @@ class Processor:
         # Items that mostly suspend gain nothing from the eager first step and pay for handing
         # over to a task: such nodes create plain tasks, and try the eager way now and then.
         eager, probe = can_eager, 0
-        slots: deque[Any] = deque()  # ordered: values and _Pending, in input order
+        slots: deque[Any] = deque()  # ordered: values and Pending, in input order
         finished = self._finished
         m = self.metrics
         perf = time.perf_counter
@@ -333,14 +336,14 @@ class Processor:
                 if ordered:
                     while slots:
                         head = slots[0]
-                        if type(head) is _Pending:
+                        if type(head) is Pending:
                             if not head.done:
                                 break
                             value = self._outcome(head)
                         else:
                             value = head
                         slots.popleft()
-                        if value is not _FAILED and value is not DROP:
+                        if value is not FAILED and value is not DROP:
                             out.append(value)
                         elif value is DROP:
                             m.dropped += 1
@@ -348,7 +351,7 @@ class Processor:
                     batch, finished[:] = finished[:], []
                     for slot in batch:
                         value = self._outcome(slot)
-                        if value is not _FAILED and value is not DROP:
+                        if value is not FAILED and value is not DROP:
                             out.append(value)
                         elif value is DROP:
                             m.dropped += 1
@@ -378,31 +381,31 @@ class Processor:
                     eager_n = 0
                     pos = 0 if eager else n
                     while pos < n:  # eager: run items in place until one suspends
-                        run = _Run(items, pos)
-                        coro: Any = _run_items(run, self, fn, args, guarded)
+                        run = Run(items, pos)
+                        coro: Any = run_items(run, self, fn, args, guarded)
                         # The task that will own the item that suspends, made current for the
                         # eager step (a timeout the item enters binds to it, not to this node).
                         # Until an item suspends, one host serves every eager step of this turn.
                         if host is None or host.done():
                             ready = loop.create_future()
-                            host_slot = _Pending(items[pos], _IDLE)
-                            host = loop.create_task(_host(self, host_slot, ready))
+                            host_slot = Pending(items[pos], IDLE)
+                            host = loop.create_task(host_items(self, host_slot, ready))
                             self._spare = host
                         try:
                             first = first_step_as(loop, me, host, coro)
                         except StopIteration:
-                            first = _NOTHING
+                            first = NOTHING
                         except NodeFailed:  # what finished before the failing item leaves
                             (slots if ordered and slots else out).extend(run.values)
                             raise
                         else:
                             run.detached = True
-                        eager_n += (n if first is _NOTHING else run.i - 1) - pos
+                        eager_n += (n if first is NOTHING else run.i - 1) - pos
                         if ordered and slots:
                             slots.extend(run.values)
                         else:
                             out.extend(run.values)
-                        if first is _NOTHING:
+                        if first is NOTHING:
                             break
                         slot = host_slot
                         slot.item, slot.aw, slot.task = items[run.i - 1], Resumed(coro, first), host
@@ -471,7 +474,7 @@ class OutputQueue:
                 or item is None or t is float or t is bool:
             return True
         if oversized([item], self._node.max_item_bytes or 0):
-            self._node._drop_oversized([item], [0])
+            self._node.drop_oversized([item], [0])
             return False
         return True
 
@@ -557,7 +560,7 @@ class InputProcessor(Processor):
     def _source_failed(self, exc: BaseException) -> None:
         """A source that raises ends its stream; with on_error "fail" it stops the pipeline."""
         try:
-            self._item_failed(f"<source, after {self.metrics.items_out} items>", exc)
+            self.item_failed(f"<source, after {self.metrics.items_out} items>", exc)
         except NodeFailed:
             self.metrics.status = "failed"
             raise

@@ -370,7 +370,7 @@ class Worker:
                     try:
                         # the first step runs as the item's own task (a timeout it enters
                         # binds to that task, not to this handler)
-                        finished, got = start_eagerly(node._call(item))
+                        finished, got = start_eagerly(node.call(item))
                     except (Exception, asyncio.CancelledError) as exc:
                         sem.release()
                         out[i] = self._failed(node, seq, item, exc)
@@ -381,7 +381,7 @@ class Worker:
                         continue
                     task = got
                 else:
-                    task = asyncio.create_task(node._call(item))
+                    task = asyncio.create_task(node.call(item))
                 task.add_done_callback(lambda _t: sem.release())
                 pending.append((i, seq, item, task))
             for i, seq, item, task in pending:
