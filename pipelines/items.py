@@ -49,14 +49,19 @@ IDLE: Final = object()  # a host task whose run of items finished in place: noth
 
 
 class Run:
-    """State shared by a node's loop and `run_items`: the items, how far the run got, the
-    values that pass on, and whether the run was handed over to a task."""
+    """State shared by a node's loop and `run_items`: the items (from `start` up to `end`), how
+    far the run got, the values that pass on, and whether the run was handed over to a task."""
 
-    __slots__ = ("items", "i", "values", "detached")
+    __slots__ = ("items", "i", "end", "values", "detached", "refill", "in_place")
 
-    def __init__(self, items: list[tuple[Any, ...]], start: int) -> None:
+    def __init__(self, items: list[tuple[Any, ...]], start: int,
+                 refill: Callable[[], list[tuple[Any, ...]]] | None = None) -> None:
         self.items = items
         self.i = start
+        self.end = len(items)
+        #: more items once these are done, while everything finishes in place (None: no more)
+        self.refill = refill
+        self.in_place = 0  # items that finished without suspending
         self.values: list[Any] = []
         self.detached = False
 
@@ -66,14 +71,21 @@ async def run_items(run: Run, node: ItemOwner, fn: Callable[..., Any],
     """Run items one after another inside this one coroutine.
 
     An item that finishes without suspending costs one `await` (no `coroutine.send()` and no
-    StopIteration per item). When an item suspends, the node's loop hands this coroutine over to
-    a task (`run.detached`): it finishes that one item, returns its value, and leaves the rest
-    of the batch to the loop. `run.values` gets only what passes on (failures and DROPs are
-    counted here)."""
+    StopIteration per item); when all are done, `run.refill` may give more. When an item
+    suspends, the node's loop hands this coroutine over to a task (`run.detached`): it finishes
+    that one item, returns its value, and leaves the rest to the loop. `run.values` gets only
+    what passes on (failures and DROPs are counted here)."""
     items, values = run.items, run.values
     append = values.append
-    n = len(items)
-    while run.i < n:
+    n = run.end
+    while True:
+        if run.i >= n:
+            more = run.refill() if run.refill is not None else None
+            if not more:
+                break
+            run.items = items = more
+            n = len(more)
+            run.i, run.end = 0, n
         item = items[run.i]
         run.i += 1
         try:
@@ -85,15 +97,18 @@ async def run_items(run: Run, node: ItemOwner, fn: Callable[..., Any],
                 raise
             # The item raised CancelledError of its own (the node is not being cancelled):
             # an item error like any other, not a silent end of the node.
+            run.in_place += 1
             node.item_failed(item, exc)
             continue
         except Exception as exc:
             if run.detached:
                 raise  # the task's outcome reports it, as for any item task
+            run.in_place += 1
             node.item_failed(item, exc)  # counts it; raises NodeFailed for on_error "fail"
             continue
         if run.detached:
             return value
+        run.in_place += 1
         if value is DROP:
             node.metrics.dropped += 1
         else:

@@ -31,6 +31,8 @@ from .work import WorkMeter
 __all__ = ["DROP", "Processor", "InputProcessor", "OutputQueue", "MergeInlet", "ZipInlet"]
 
 _MAX_KEPT_ERRORS = 20
+#: Items a node takes from its inlet per turn at most (more when its concurrency is higher).
+BATCH = 256
 
 
 class _Detached(Exception):
@@ -76,7 +78,18 @@ class Processor:
         self.sink: ResultSink | None = None
         self._waker = Waker()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._spare: asyncio.Task[Any] | None = None  # an eager step's host, not handed an item
+        # the window: results in input order (ordered: values and Pending); items finished in
+        # a task of their own are in `_finished` (unordered)
+        self._slots: deque[Any] = deque()
+        self._budget = 0  # items this turn may still take
+        self._short = False  # the last take found fewer items than it asked for
+        # the spare task the next eager first step runs as, its slot, and its go-ahead
+        self._spare: asyncio.Task[Any] | None = None
+        self._spare_slot: Pending | None = None
+        self._go: asyncio.Future[None] | None = None
+        self._eager = self._can_eager = True
+        self._probe = 0
+        self._guarded_items = False
         self._finished: list[Pending] = []
         self._inflight = 0
         # What the node is blocked on, for the plumber's stall watchdog: a future that only
@@ -274,6 +287,15 @@ class Processor:
     async def run(self) -> None:
         """Process items until the input ends and every item has left, then close the outputs."""
         assert self.inlet is not None, "a processor needs an inlet (built by the Plumber)"
+        props = self.properties
+        self._loop_obj = asyncio.get_running_loop()
+        me = asyncio.current_task()
+        assert me is not None
+        self._me = me
+        self._guarded_items = props.on_error == "retry" or props.timeout is not None
+        # asyncio.timeout() of the node's `timeout` acts on the current task: such items own
+        # their task from the start
+        self._can_eager = self._eager = props.timeout is None
         m = self.metrics
         m.status = "running"
         m.started = time.monotonic()
@@ -305,151 +327,173 @@ class Processor:
             await asyncio.wait(tasks)
 
     async def _loop(self, inlet: Inlet) -> None:
-        props = self.properties
-        conc, ordered = props.concurrency, props.ordered
-        fn, args = self._processor_coro, self.args
-        guarded = props.on_error == "retry" or props.timeout is not None
-        # asyncio.timeout() acts on the current task: items with a timeout must own their task.
-        can_eager = props.timeout is None
-        # Items that mostly suspend gain nothing from the eager first step and pay for handing
-        # over to a task: such nodes create plain tasks, and try the eager way now and then.
-        eager, probe = can_eager, 0
-        slots: deque[Any] = deque()  # ordered: values and Pending, in input order
-        finished = self._finished
-        m = self.metrics
-        perf = time.perf_counter
-        work = self.work
-        loop = asyncio.get_running_loop()
-        me = asyncio.current_task()
-        assert me is not None
-        # A spare task, waiting to be handed the next item that suspends in its eager step.
-        host: asyncio.Task[None] | None = None
-        host_slot: Any = None
-        ready: asyncio.Future[None] = loop.create_future()
+        """Take ready results, take new items, pass results on; end when the input and the
+        window are done."""
         input_done = False
         while True:
             out: list[Any] = []
             failure: NodeFailed | None = None
-            took = 0
+            started = 0
             try:
-                # 1. results that are ready, in order
-                if ordered:
-                    while slots:
-                        head = slots[0]
-                        if type(head) is Pending:
-                            if not head.done:
-                                break
-                            value = self._outcome(head)
-                        else:
-                            value = head
-                        slots.popleft()
-                        if value is not FAILED and value is not DROP:
-                            out.append(value)
-                        elif value is DROP:
-                            m.dropped += 1
-                elif finished:
-                    batch, finished[:] = finished[:], []
-                    for slot in batch:
-                        value = self._outcome(slot)
-                        if value is not FAILED and value is not DROP:
-                            out.append(value)
-                        elif value is DROP:
-                            m.dropped += 1
-                # 2. new items, as many as the concurrency (reorder window) allows. Items that
-                # finish at once leave the window free: keep taking (a bounded number per turn)
-                # rather than going round the whole loop for each one.
-                budget = max(conc, 256)
-                while not input_done and budget > 0:
-                    room = min(budget, conc - (len(slots) if ordered else self._inflight))
-                    if room <= 0:
-                        break
-                    items = inlet.take(room)
-                    n = len(items)
-                    if not n:
-                        if inlet.exhausted:
-                            input_done = True
-                            inlet.finish()
-                        break
-                    took += n
-                    budget -= n
-                    m.items_in += n
-                    if work is not None:
-                        work.items += n
-                        if work.items > work.limit:
-                            raise work.exceeded(self._name)
-                    t0 = perf()
-                    eager_n = 0
-                    pos = 0 if eager else n
-                    while pos < n:  # eager: run items in place until one suspends
-                        run = Run(items, pos)
-                        coro: Any = run_items(run, self, fn, args, guarded)
-                        # The task that will own the item that suspends, made current for the
-                        # eager step (a timeout the item enters binds to it, not to this node).
-                        # Until an item suspends, one host serves every eager step of this turn.
-                        if host is None or host.done():
-                            ready = loop.create_future()
-                            host_slot = Pending(items[pos], IDLE)
-                            host = loop.create_task(host_items(self, host_slot, ready))
-                            self._spare = host
-                        try:
-                            first = first_step_as(loop, me, host, coro)
-                        except StopIteration:
-                            first = NOTHING
-                        except NodeFailed:  # what finished before the failing item leaves
-                            (slots if ordered and slots else out).extend(run.values)
-                            raise
-                        else:
-                            run.detached = True
-                        eager_n += (n if first is NOTHING else run.i - 1) - pos
-                        if ordered and slots:
-                            slots.extend(run.values)
-                        else:
-                            out.extend(run.values)
-                        if first is NOTHING:
-                            break
-                        slot = host_slot
-                        slot.item, slot.aw, slot.task = items[run.i - 1], Resumed(coro, first), host
-                        slot.start = perf()
-                        self._tasks.add(host)
-                        ready.set_result(None)
-                        host = self._spare = None
-                        self._inflight += 1
-                        if ordered:
-                            slots.append(slot)
-                        pos = run.i
-                    if not eager:
-                        for item in items:
-                            slot = self._spawn(item, None)
-                            if ordered:
-                                slots.append(slot)
-                    if eager_n:
-                        m.lat_sum += perf() - t0
-                        m.lat_n += eager_n
-                    if eager:
-                        if 2 * eager_n < n:
-                            eager, probe = False, 32
-                    elif can_eager:
-                        probe -= 1
-                        eager = probe <= 0
-                    if n < room:
-                        break  # the inlet has nothing more just now
+                self._take_ready(out)
+                started, input_done = self._take_new(inlet, out, input_done)
             except NodeFailed as exc:
-                # on_error "fail": results finished before the failing item still leave
-                failure = exc
-            # 3. pass results on (may wait: backpressure)
+                failure = exc  # on_error "fail": results finished before the failing item leave
             if out:
-                await self._emit(out)
+                await self._emit(out)  # may wait: backpressure
             if failure is not None:
                 raise failure
-            if out:
+            if out or started:
                 continue
-            if took:
-                continue
-            if input_done and not slots and not self._inflight and not finished:
+            if input_done and not self._slots and not self._inflight and not self._finished:
                 self._close_outputs()
                 return
             await self._wait_for_input()
 
+    def _take_ready(self, out: list[Any]) -> None:
+        """Move the results that are ready (in input order when `ordered`) into `out`."""
+        m = self.metrics
+        if self.properties.ordered:
+            slots = self._slots
+            while slots:
+                head = slots[0]
+                if type(head) is Pending:
+                    if not head.done:
+                        break
+                    value = self._outcome(head)
+                else:
+                    value = head
+                slots.popleft()
+                if value is not FAILED and value is not DROP:
+                    out.append(value)
+                elif value is DROP:
+                    m.dropped += 1
+        elif self._finished:
+            batch, self._finished[:] = self._finished[:], []
+            for slot in batch:
+                value = self._outcome(slot)
+                if value is not FAILED and value is not DROP:
+                    out.append(value)
+                elif value is DROP:
+                    m.dropped += 1
+
+    def _room(self) -> int:
+        """Items the window can still start: `concurrency` less those running (and, when
+        `ordered`, less the results waiting behind one still running)."""
+        used = len(self._slots) if self.properties.ordered else self._inflight
+        return self.properties.concurrency - used
+
+    def _take_new(self, inlet: Inlet, out: list[Any], input_done: bool) -> tuple[int, bool]:
+        """Start new items while the window has room, at most a batch per turn; returns
+        (items started, input done)."""
+        m = self.metrics
+        before = m.items_in
+        self._budget = max(self.properties.concurrency, BATCH)
+        while not input_done:
+            items = self._refill()
+            if not items:
+                if inlet.exhausted and self._room() > 0 and self._budget > 0:
+                    input_done = True
+                    inlet.finish()
+                break
+            self._start(items, out)
+            if self._short:
+                break  # the inlet had no more just now
+        return m.items_in - before, input_done
+
+    def _refill(self) -> list[tuple[Any, ...]]:
+        """Up to as many items as the window has room for (and this turn's batch allows)."""
+        k = min(self._budget, self._room())
+        if k <= 0:
+            self._short = False
+            return []
+        assert self.inlet is not None
+        items = self.inlet.take(k)
+        n = len(items)
+        self._short = n < k
+        if n:
+            self._budget -= n
+            self.metrics.items_in += n
+            work = self.work
+            if work is not None:
+                work.items += n
+                if work.items > work.limit:
+                    raise work.exceeded(self._name)
+        return items
+
+    def _start(self, items: list[tuple[Any, ...]], out: list[Any]) -> None:
+        """Start `items` (the window has room for them all).
+
+        Eagerly (the default): run them in place, one after the other, until one suspends; that
+        one is handed to the spare task its first step ran as, and the rest go on in place.
+        While every item finishes in place the run takes more from the inlet itself. Results of
+        items that finished go to `out` (or, ordered, behind one still running)."""
+        if not self._eager:
+            for item in items:
+                slot = self._spawn(item, None)
+                if self.properties.ordered:
+                    self._slots.append(slot)
+            self._probe -= 1
+            self._eager = self._can_eager and self._probe <= 0
+            return
+        ordered, slots = self.properties.ordered, self._slots
+        perf = time.perf_counter
+        t0 = perf()
+        in_place = suspended = pos = 0
+        while pos < len(items):
+            # with results waiting behind a running item, finished ones join the window: no
+            # more than what was taken for it
+            run = Run(items, pos, None if ordered and slots else self._refill)
+            coro: Any = run_items(run, self, self._processor_coro, self.args, self._guarded_items)
+            try:
+                first = first_step_as(self._loop_obj, self._me, self._host(items[pos]), coro)
+            except StopIteration:
+                first = NOTHING
+            except NodeFailed:  # what finished before the failing item leaves
+                (slots if ordered and slots else out).extend(run.values)
+                raise
+            else:
+                run.detached = True
+            in_place += run.in_place
+            (slots if ordered and slots else out).extend(run.values)
+            if first is NOTHING:
+                break
+            items, pos = run.items, run.i
+            suspended += 1
+            slot = self._hand_over(items[pos - 1], Resumed(coro, first))
+            if ordered:
+                slots.append(slot)
+        if in_place:
+            m = self.metrics
+            m.lat_sum += perf() - t0
+            m.lat_n += in_place
+        if in_place < suspended:
+            # Items that mostly suspend gain nothing from the eager first step and pay for
+            # handing over to a task: create plain tasks, and try the eager way now and then.
+            self._eager, self._probe = False, 32
+
+    def _host(self, item: tuple[Any, ...]) -> asyncio.Task[None]:
+        """The spare task an eager first step runs as (a timeout the item enters binds to it,
+        not to this node's task); one serves every step until an item suspends."""
+        host = self._spare
+        if host is None or host.done():
+            self._go = self._loop_obj.create_future()
+            self._spare_slot = Pending(item, IDLE)
+            host = self._spare = self._loop_obj.create_task(
+                host_items(self, self._spare_slot, self._go))
+        return host
+
+    def _hand_over(self, item: tuple[Any, ...], resumed: Resumed) -> Pending:
+        """Give the spare task the item that suspended in its first step."""
+        host, slot, go = self._spare, self._spare_slot, self._go
+        assert host is not None and slot is not None and go is not None
+        slot.item, slot.aw, slot.task = item, resumed, host
+        slot.start = time.perf_counter()
+        self._tasks.add(host)
+        go.set_result(None)
+        self._spare = self._spare_slot = self._go = None
+        self._inflight += 1
+        return slot
 
 
 class OutputQueue:
