@@ -1,9 +1,11 @@
 """Nodes: the run loop of a processor node and of an input (source) node.
 
-A processor takes whatever its inlet holds, starts each item's coroutine *eagerly* (a coroutine
-that finishes without suspending never becomes a task), turns the ones that suspend into owned
-tasks (at most `concurrency` at a time), and passes finished results on as one batch, in input
-order when `ordered`.
+A processor's loop, each turn: take the results that are ready (`_take_ready`), take new items
+while its window has room (`_take_new`), pass the results on as one batch (`_emit`); it ends when
+its input and its window are done. Items start *eagerly* (`_start`): their first step runs in
+place, as the node's spare task (`hosting.py`), so a coroutine that finishes without suspending
+never becomes a task, and one that suspends is handed over to the task it already ran as (at
+most `concurrency` at a time, results in input order when `ordered`).
 """
 
 from __future__ import annotations
