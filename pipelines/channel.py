@@ -41,8 +41,10 @@ class Waker:
 
 
 class Channel:
-    """A bounded FIFO edge. Producers `put_many` (waiting while full) and `close` when done;
-    the consumer `take`s whatever is there in one call and is woken through `wake`.
+    """A bounded FIFO edge. The one way in is `offer` (as many items as fit now; `offer_one`
+    for a single item, `put_many` to wait for room), and producers `close` when done; the one
+    way out is `take` (whatever is there, in one call), and the consumer is woken through the
+    `wake` it gave. The full-edge rule lives here only.
 
     Moving lists of ready items per operation, rather than one item per await, is what makes
     a pipeline of cheap coroutines fast.
@@ -98,6 +100,14 @@ class Channel:
         self.wake()
         return end
 
+    def offer_one(self, item: Any) -> bool:
+        """Append `item` if there is room now; False when the channel is full or abandoned."""
+        if len(self.buf) >= self.maxsize or self.abandoned:
+            return False
+        self.buf.append(item)
+        self.wake()
+        return True
+
     def add_putter(self, fut: asyncio.Future[None]) -> None:
         """Resolve `fut` when the consumer next takes items (or abandons the channel)."""
         self._putters.append(fut)
@@ -111,14 +121,6 @@ class Channel:
     @property
     def full(self) -> bool:
         return len(self.buf) >= self.maxsize and not self.abandoned
-
-    async def put(self, item: Any) -> None:
-        """Append one item, waiting while the channel is full."""
-        if len(self.buf) < self.maxsize and not self.abandoned:
-            self.buf.append(item)
-            self.wake()
-        else:
-            await self.put_many([item])
 
     def close(self) -> None:
         """One producer is done; when all are, the consumer sees the end once the buffer drains."""

@@ -538,14 +538,10 @@ class OutputQueue:
             # mostly emit small ints, and this check is on every put
             return
         outlets = self._outlets
-        if len(outlets) == 1:
-            ch = outlets[0]
-            if len(ch.buf) < ch.maxsize and not ch.abandoned:
-                m.items_out += 1
-                ch.buf.append(item)
-                ch.wake()
-                return
-        await node._emit([item])
+        if len(outlets) == 1 and outlets[0].offer_one(item):
+            m.items_out += 1
+            return
+        await node._emit([item])  # waits for room; a consumer gone is handled there
 
     def put_nowait(self, item: Any) -> None:
         """Send one item now, or raise asyncio.QueueFull when a downstream queue is full."""
@@ -560,12 +556,9 @@ class OutputQueue:
         if self._bounds is not None and not self._fits(item):
             return
         node.metrics.items_out += 1
+        one = [item]
         for ch in self._outlets:
-            if ch.abandoned:
-                ch.dropped += 1
-            else:
-                ch.buf.append(item)
-                ch.wake()
+            ch.offer(one)  # room was checked (full()); an abandoned channel counts it dropped
         if node.sink is not None:
             node.sink.deliver_nowait(node.name, [item])
 

@@ -27,10 +27,12 @@ class ResultSink:
             await self.channel.put_many([(node, v) for v in values])
 
     def deliver_nowait(self, node: str, values: list[Any]) -> None:
+        """Deliver `values` now: the caller checked that the sink is not `full()`; what does
+        not fit is dropped (and counted) as on an abandoned channel."""
         self.count += len(values)
         if self.channel is not None:
-            self.channel.buf.extend((node, v) for v in values)
-            self.channel.wake()
+            ch = self.channel
+            ch.dropped += len(values) - ch.offer([(node, v) for v in values])
 
     def full(self) -> bool:
         return self.channel is not None and self.channel.full
