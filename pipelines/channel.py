@@ -155,6 +155,11 @@ class Channel:
             self._wake_putters()
         return items
 
+    def unget(self, items: list[Any]) -> None:
+        """Put back, at the front and in order, items the consumer has just taken but could
+        not start (nothing ran in between, so they fit where they were)."""
+        self.buf.extendleft(reversed(items))
+
     @property
     def exhausted(self) -> bool:
         """Closed and drained: nothing more will ever arrive."""

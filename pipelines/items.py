@@ -54,11 +54,11 @@ class Run:
 
     __slots__ = ("items", "i", "end", "values", "detached", "refill", "in_place")
 
-    def __init__(self, items: list[tuple[Any, ...]], start: int,
+    def __init__(self, items: list[tuple[Any, ...]], start: int, end: int,
                  refill: Callable[[], list[tuple[Any, ...]]] | None = None) -> None:
         self.items = items
         self.i = start
-        self.end = len(items)
+        self.end = end
         #: more items once these are done, while everything finishes in place (None: no more)
         self.refill = refill
         self.in_place = 0  # items that finished without suspending

@@ -404,9 +404,10 @@ class Processor:
         return m.items_in - before, input_done
 
     def _refill(self) -> list[tuple[Any, ...]]:
-        """Up to as many items as the window has room for (and this turn's batch allows)."""
-        k = min(self._budget, self._room())
-        if k <= 0:
+        """Items to start: eagerly, a whole batch (items that finish in place never fill the
+        window; what cannot start is put back), else as many as the window has room for."""
+        k = min(self._budget, BATCH if self._eager else self._room())
+        if k <= 0 or self._room() <= 0:
             self._short = False
             return []
         assert self.inlet is not None
@@ -423,18 +424,32 @@ class Processor:
                     raise work.exceeded(self._name)
         return items
 
+    def _put_back(self, items: list[tuple[Any, ...]]) -> None:
+        """Return items taken this turn that the window has no room for to the inlet."""
+        assert self.inlet is not None
+        n = len(items)
+        self.inlet.unget(items)
+        self._budget += n
+        self.metrics.items_in -= n
+        if self.work is not None:
+            self.work.items -= n
+        self._short = True
+
     def _start(self, items: list[tuple[Any, ...]], out: list[Any]) -> None:
-        """Start `items` (the window has room for them all).
+        """Start `items` while the window has room; put the rest back.
 
         Eagerly (the default): run them in place, one after the other, until one suspends; that
         one is handed to the spare task its first step ran as, and the rest go on in place.
         While every item finishes in place the run takes more from the inlet itself. Results of
         items that finished go to `out` (or, ordered, behind one still running)."""
         if not self._eager:
-            for item in items:
+            k = max(0, min(len(items), self._room()))
+            for item in items[:k]:
                 slot = self._spawn(item, None)
                 if self.properties.ordered:
                     self._slots.append(slot)
+            if k < len(items):
+                self._put_back(items[k:])
             self._probe -= 1
             self._eager = self._can_eager and self._probe <= 0
             return
@@ -443,9 +458,15 @@ class Processor:
         t0 = perf()
         in_place = suspended = pos = 0
         while pos < len(items):
-            # with results waiting behind a running item, finished ones join the window: no
-            # more than what was taken for it
-            run = Run(items, pos, None if ordered and slots else self._refill)
+            room = self._room()
+            if room <= 0:
+                self._put_back(items[pos:])
+                break
+            if ordered and slots:
+                # results that finish behind a running item wait in the window too
+                run = Run(items, pos, min(len(items), pos + room))
+            else:
+                run = Run(items, pos, len(items), self._refill)
             coro: Any = run_items(run, self, self._processor_coro, self.args, self._guarded_items)
             try:
                 first = first_step_as(self._loop_obj, self._me, self._host(items[pos]), coro)
@@ -458,13 +479,12 @@ class Processor:
                 run.detached = True
             in_place += run.in_place
             (slots if ordered and slots else out).extend(run.values)
-            if first is NOTHING:
-                break
             items, pos = run.items, run.i
-            suspended += 1
-            slot = self._hand_over(items[pos - 1], Resumed(coro, first))
-            if ordered:
-                slots.append(slot)
+            if first is not NOTHING:
+                suspended += 1
+                slot = self._hand_over(items[pos - 1], Resumed(coro, first))
+                if ordered:
+                    slots.append(slot)
         if in_place:
             m = self.metrics
             m.lat_sum += perf() - t0
