@@ -1,4 +1,6 @@
-"""The Plumber: validates a graph spec, joins its nodes with bounded channels, runs and stops them."""
+"""The Plumber: builds a compiled spec's nodes, joins them with bounded channels, runs and stops
+them, and hands out the results and the report (the compile step is `compiler.py`, the result
+sink `sink.py`, the stall watchdog `stall.py`)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from .channel import Channel, Waker
 from .compiler import CompiledNode, CoroMap, compile_spec, inflight_capacity
-from .errors import PipelineError, Stalled
+from .errors import PipelineError
 from .processor import InputProcessor, MergeInlet, Processor, ZipInlet
 from .registry import Registry
 from .report import ItemError, LogSkippedItems, NodeReport, Result, RunReport, RunStatus
@@ -19,6 +21,7 @@ from .reprs import safe_repr
 from .sink import ResultSink
 from .sizes import json_size
 from .spec import LIBRARY_LIMITS, GraphSpec, SpecLimits
+from .stall import StallWatch
 from .work import WorkMeter
 
 if TYPE_CHECKING:
@@ -31,8 +34,6 @@ __all__ = ["Plumber", "ResultSink", "compile_spec", "CompiledNode", "inflight_ca
 
 logger = logging.getLogger(__name__)
 
-#: Seconds between checks for a pipeline in which no node can move.
-STALL_CHECK_INTERVAL = 0.2
 
 
 class Plumber:
@@ -98,7 +99,7 @@ class Plumber:
         self._t1: float | None = None
         self._seq = 0
         self._reading = False
-        self._watch: asyncio.TimerHandle | None = None
+        self._watch: StallWatch | None = None
 
     def _build(self, compiled: dict[str, CompiledNode],
                on_item_error: Callable[[ItemError], None] | None) -> None:
@@ -249,7 +250,8 @@ class Plumber:
     async def _main(self) -> None:
         error: PipelineError | None = None
         status = RunStatus.FAILED
-        self._watch = asyncio.get_running_loop().call_later(STALL_CHECK_INTERVAL, self._watchdog)
+        self._watch = StallWatch(list(self.nodes.values()), self._edges)
+        self._watch.start()
         try:
             async with asyncio.TaskGroup() as tg:
                 if self._remote is not None:
@@ -267,43 +269,13 @@ class Plumber:
                 error = PipelineError(f"internal error: {safe_repr(group.exceptions[0])}")
         finally:
             if self._watch is not None:
-                self._watch.cancel()
+                self._watch.stop()
                 self._watch = None
             self._t1 = time.monotonic()
             self._status = status
             self._report = self._make_report(error)
             if self._sink.channel is not None:
                 self._sink.channel.force_close()
-
-    def _watchdog(self) -> None:
-        """Fail the pipeline if every running node waits on a future only another node can
-        resolve, with no item in flight: nothing can ever move again."""
-        self._watch = None
-        if self._status is not RunStatus.RUNNING:
-            return
-        live = [n for n in self.nodes.values() if n.metrics.status == "running"]
-        if live and all(n.blocked is not None and not n.blocked.done() and not n.inflight
-                        for n in live):
-            parts = []
-            for n in live:
-                if n.blocked_on:
-                    edges = ", ".join(f"{a} -> {b} ({len(ch)}/{ch.maxsize})"
-                                      for a, b, ch in self._edges
-                                      if a == n.name and ch in n.blocked_on)
-                    parts.append(f"{n.name!r} waits for room on {edges}")
-                else:
-                    parts.append(f"{n.name!r} waits for input")
-            zips = [n.name for n in live if isinstance(n.inlet, ZipInlet)]
-            hint = (f"; a zip node ({', '.join(zips)}) whose inputs carry different numbers of "
-                    "items can wait for ever: set its aggregate_inputs to false, or give its "
-                    "queues more room (queue_size)") if zips else ""
-            err = Stalled("pipeline stalled, every node waits on another: "
-                          + "; ".join(parts) + hint, node=live[0].name)
-            blocked = live[0].blocked
-            assert blocked is not None
-            blocked.set_exception(err)
-            return
-        self._watch = asyncio.get_running_loop().call_later(STALL_CHECK_INTERVAL, self._watchdog)
 
     async def wait(self) -> RunReport:
         """Wait until every node has ended; return the report (it does not raise on failure)."""
