@@ -82,3 +82,38 @@ async def test_a_task_group_opened_by_an_item_reports_its_error_as_an_item_error
     assert got == [0, 2, 3]
     assert report.status is RunStatus.COMPLETED
     assert report.nodes["b"].status == "done" and report.nodes["b"].errors == 1
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+async def test_items_the_window_cannot_start_go_back_in_order_zip_and_merge(ordered: bool) -> None:
+    """A node takes a batch eagerly; when an item suspends and the window (concurrency 1) is
+    full, the rest go back to the front of its inlet: nothing lost, nothing reordered, pairs of
+    a zip stay together."""
+    running = {"z": 0, "m": 0}
+    most = {"z": 0, "m": 0}
+
+    async def sometimes_waits(self: Processor, q_elt: tuple[Any, ...]) -> Any:
+        running[self.name] += 1
+        most[self.name] = max(most[self.name], running[self.name])
+        if sum(q_elt) % 5 == 0:
+            await asyncio.sleep(0.001)
+        running[self.name] -= 1
+        return q_elt
+
+    props = {"concurrency": 1, "ordered": ordered}
+    spec = {"nodes": {"a": {"coro": src_range, "args": {"n": 300}},
+                      "b": {"coro": src_range, "args": {"n": 300}},
+                      "z": {"coro": sometimes_waits, "properties": props},
+                      "m": {"coro": sometimes_waits,
+                            "properties": {**props, "aggregate_inputs": False}}},
+            "graph": {"a": ["z", "m"], "b": ["z", "m"]}}
+    p = Plumber(spec, coro_map=ident, collect=True)
+    got = [(r.node, r.value) async for r in p.results()]
+    report = await asyncio.wait_for(p.wait(), 30)
+    assert report.status is RunStatus.COMPLETED
+    zipped = [v for n, v in got if n == "z"]
+    merged = [v for n, v in got if n == "m"]
+    assert zipped == [(i, i) for i in range(300)]  # concurrency 1: in order either way
+    assert sorted(merged) == sorted([(i,) for i in range(300)] * 2)
+    assert most == {"z": 1, "m": 1}
+    assert report.nodes["z"].items_in == 300 and report.nodes["m"].items_in == 600
