@@ -4,6 +4,7 @@ Importing the package has no side effects: no logging set-up, no tasks, no outpu
 """
 
 from .channel import Channel
+from .compiler import compile_spec
 from .errors import (
     ItemTimeout,
     ItemTooLarge,
@@ -15,7 +16,7 @@ from .errors import (
     SpecIssue,
     Stalled,
 )
-from .plumber import Plumber, compile_spec
+from .plumber import Plumber
 from .processor import DROP, InputProcessor, OutputQueue, Processor
 from .registry import CoroInfo, CoroKind, Registry, inspect_coroutine
 from .report import ItemError, LogSkippedItems, NodeReport, Result, RunReport, RunStatus

@@ -41,8 +41,10 @@ class Waker:
 
 
 class Channel:
-    """A bounded FIFO edge. Producers `put_many` (waiting while full) and `close` when done;
-    the consumer `take`s whatever is there in one call and is woken through `wake`.
+    """A bounded FIFO edge. The one way in is `offer` (as many items as fit now; `offer_one`
+    for a single item, `put_many` to wait for room), and producers `close` when done; the one
+    way out is `take` (whatever is there, in one call), and the consumer is woken through the
+    `wake` it gave. The full-edge rule lives here only.
 
     Moving lists of ready items per operation, rather than one item per await, is what makes
     a pipeline of cheap coroutines fast.
@@ -50,7 +52,8 @@ class Channel:
 
     __slots__ = ("buf", "maxsize", "_open", "closed", "abandoned", "dropped", "wake", "_putters")
 
-    def __init__(self, maxsize: int, producers: int = 1) -> None:
+    def __init__(self, maxsize: int, producers: int = 1,
+                 wake: Callable[[], None] | None = None) -> None:
         if maxsize < 1:
             raise ValueError(f"a channel holds at least one item, not {maxsize}")
         self.buf: deque[Any] = deque()
@@ -59,7 +62,8 @@ class Channel:
         self.closed = producers <= 0
         self.abandoned = False
         self.dropped = 0
-        self.wake: Callable[[], None] = _noop
+        #: the consumer's wake-up, called when items arrive or the channel ends
+        self.wake: Callable[[], None] = wake if wake is not None else _noop
         self._putters: deque[asyncio.Future[None]] = deque()
 
     # -- producer side ---------------------------------------------------------------------
@@ -96,6 +100,14 @@ class Channel:
         self.wake()
         return end
 
+    def offer_one(self, item: Any) -> bool:
+        """Append `item` if there is room now; False when the channel is full or abandoned."""
+        if len(self.buf) >= self.maxsize or self.abandoned:
+            return False
+        self.buf.append(item)
+        self.wake()
+        return True
+
     def add_putter(self, fut: asyncio.Future[None]) -> None:
         """Resolve `fut` when the consumer next takes items (or abandons the channel)."""
         self._putters.append(fut)
@@ -109,14 +121,6 @@ class Channel:
     @property
     def full(self) -> bool:
         return len(self.buf) >= self.maxsize and not self.abandoned
-
-    async def put(self, item: Any) -> None:
-        """Append one item, waiting while the channel is full."""
-        if len(self.buf) < self.maxsize and not self.abandoned:
-            self.buf.append(item)
-            self.wake()
-        else:
-            await self.put_many([item])
 
     def close(self) -> None:
         """One producer is done; when all are, the consumer sees the end once the buffer drains."""
@@ -133,6 +137,11 @@ class Channel:
         self._wake_putters()
 
     # -- consumer side ---------------------------------------------------------------------
+    def attach(self, wake: Callable[[], None]) -> None:
+        """A consumer that arrives after the channel was made (the results reader) gives its
+        wake-up here."""
+        self.wake = wake
+
     def take(self, n: int) -> list[Any]:
         """Remove and return up to `n` items (never waits)."""
         buf = self.buf
@@ -145,6 +154,11 @@ class Channel:
         if self._putters and items:
             self._wake_putters()
         return items
+
+    def unget(self, items: list[Any]) -> None:
+        """Put back, at the front and in order, items the consumer has just taken but could
+        not start (nothing ran in between, so they fit where they were)."""
+        self.buf.extendleft(reversed(items))
 
     @property
     def exhausted(self) -> bool:

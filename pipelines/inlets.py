@@ -20,6 +20,10 @@ class MergeInlet:
     def take(self, n: int) -> list[tuple[Any, ...]]:
         return list(zip(self.channel.take(n)))  # 1-tuples, built in C
 
+    def unget(self, items: list[tuple[Any, ...]]) -> None:
+        """Put back items just taken that could not start (see `Channel.unget`)."""
+        self.channel.unget([t[0] for t in items])
+
     @property
     def exhausted(self) -> bool:
         return self.channel.exhausted
@@ -50,6 +54,11 @@ class ZipInlet:
         if m <= 0:
             return []
         return list(zip(*(c.take(m) for c in self.channels), strict=True))
+
+    def unget(self, items: list[tuple[Any, ...]]) -> None:
+        """Put back pairs just taken that could not start (see `Channel.unget`)."""
+        for i, c in enumerate(self.channels):
+            c.unget([t[i] for t in items])
 
     @property
     def exhausted(self) -> bool:

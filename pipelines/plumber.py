@@ -1,10 +1,10 @@
-"""The Plumber: validates a graph spec, joins its nodes with bounded channels, runs and stops them."""
+"""The Plumber: builds a compiled spec's nodes, joins them with bounded channels, runs and stops
+them, and hands out the results and the report (the compile step is `compiler.py`, the result
+sink `sink.py`, the stall watchdog `stall.py`)."""
 
 from __future__ import annotations
 
 import asyncio
-import difflib
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -12,193 +12,28 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .channel import Channel, Waker
-from .errors import PipelineError, RegistryError, SpecError, SpecIssue, Stalled
+from .compiler import CompiledNode, CoroMap, compile_spec, inflight_capacity
+from .errors import PipelineError
 from .processor import InputProcessor, MergeInlet, Processor, ZipInlet
-from .registry import CoroInfo, Registry, inspect_coroutine
+from .registry import Registry
 from .report import ItemError, LogSkippedItems, NodeReport, Result, RunReport, RunStatus
 from .reprs import safe_repr
+from .sink import ResultSink
 from .sizes import json_size
-from .spec import LIBRARY_LIMITS, GraphSpec, SpecLimits, Topology, check_graph, parse_spec
+from .spec import LIBRARY_LIMITS, GraphSpec, SpecLimits
+from .stall import StallWatch
 from .work import WorkMeter
 
 if TYPE_CHECKING:
     from .remote.config import RemoteConfig
     from .remote.driver import RemoteLink
 
+# ResultSink, compile_spec, CompiledNode, inflight_capacity live in sink.py and compiler.py;
+# they are re-exported here for callers of the old paths.
 __all__ = ["Plumber", "ResultSink", "compile_spec", "CompiledNode", "inflight_capacity"]
 
 logger = logging.getLogger(__name__)
 
-CoroMap = Callable[[Any], Any]
-#: Items a node takes per turn at least (Processor._loop), so the batch it may hold at once.
-BATCH_MIN = 256
-#: Seconds between checks for a pipeline in which no node can move.
-STALL_CHECK_INTERVAL = 0.2
-
-
-class CompiledNode:
-    """A node of a validated spec: its coroutine, checked call arguments and properties."""
-
-    __slots__ = ("name", "info", "args", "spec")
-
-    def __init__(self, name: str, info: CoroInfo, args: dict[str, Any], spec: Any) -> None:
-        self.name = name
-        self.info = info
-        self.args = args
-        self.spec = spec
-
-
-def _unknown(coro: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(coro, known, n=3)
-    hint = f"; did you mean {', '.join(close)}?" if close else ""
-    shown = ", ".join(known[:12]) + (", ..." if len(known) > 12 else "")
-    return f"unknown coroutine {coro!r}{hint} known: {shown or 'none'}"
-
-
-def compile_spec(
-    raw: Mapping[str, Any] | GraphSpec,
-    *,
-    registry: Registry | None = None,
-    coro_map: CoroMap | None = None,
-    limits: SpecLimits = LIBRARY_LIMITS,
-    remote: RemoteConfig | None = None,
-) -> tuple[GraphSpec, Topology, dict[str, CompiledNode]]:
-    """Check everything about a spec before anything runs; raise SpecError with every issue.
-
-    Nodes placed on a pool are checked against `remote` (None: no broker, so no pool)."""
-    spec = parse_spec(raw, limits)
-    topo, issues = check_graph(spec)
-    has_incoming = {d for dests in spec.graph.values() for d in (dests or ())}
-    compiled: dict[str, CompiledNode] = {}
-    seen: dict[int, CoroInfo] = {}
-    known = registry.names() if registry is not None else []
-    for name, node in spec.nodes.items():
-        path = f"nodes.{name}"
-        coro = node.coro
-        info: CoroInfo | None = None
-        if registry is not None:
-            if not isinstance(coro, str):
-                issues.append(SpecIssue(f"{path}.coro", "invalid_value",
-                                        "coro must be a registry name (a string)"))
-            else:
-                info = registry.get(coro)
-                if info is None:
-                    issues.append(SpecIssue(f"{path}.coro", "unknown_coroutine",
-                                            f"node {name!r}: {_unknown(coro, known)}"))
-        else:
-            try:
-                fn = coro_map(coro) if coro_map is not None else coro
-            except Exception as exc:
-                issues.append(SpecIssue(f"{path}.coro", "unknown_coroutine",
-                                        f"node {name!r}: coro_map could not resolve {coro!r} "
-                                        f"({type(exc).__name__}: {exc})"))
-                fn = None
-            if fn is not None:
-                if isinstance(fn, str):
-                    issues.append(SpecIssue(f"{path}.coro", "unknown_coroutine",
-                                            f"node {name!r}: {fn!r} is a name; pass a registry "
-                                            "or a coro_map that turns names into coroutines"))
-                else:
-                    try:
-                        info = seen.get(id(fn)) or inspect_coroutine(
-                            fn, name=coro if isinstance(coro, str) else None, strict=False)
-                        seen[id(fn)] = info
-                    except RegistryError as exc:
-                        issues.append(SpecIssue(f"{path}.coro", "invalid_coroutine",
-                                                f"node {name!r}: {exc.message}"))
-        if info is None:
-            continue
-        is_input = name not in has_incoming
-        expected = "source" if is_input else "processor"
-        if info.kind is not None and info.kind != expected:
-            if is_input:
-                msg = (f"node {name!r} has no incoming edge, so it is an input node, but "
-                       f"{info.name} is a processor coroutine; give it an upstream node or use "
-                       "a source coroutine")
-            else:
-                msg = (f"node {name!r} has incoming edges, but {info.name} is an input "
-                       "(source) coroutine; remove its incoming edges or use a processor")
-            issues.append(SpecIssue(f"{path}.coro", "kind_mismatch", msg))
-        if limits.max_args_bytes is not None:
-            try:
-                size = len(json.dumps(node.args, allow_nan=False).encode())
-            except (TypeError, ValueError):
-                size = 0  # not JSON (library callers); the args model still checks it
-            if size > limits.max_args_bytes:
-                issues.append(SpecIssue(f"{path}.args", "limit_exceeded",
-                                        f"args are {size} bytes; at most "
-                                        f"{limits.max_args_bytes} allowed"))
-                continue
-        kwargs, arg_issues = info.validate_args(node.args, f"{path}.args")
-        issues.extend(arg_issues)
-        props = node.properties
-        if limits.max_concurrency is not None and props.concurrency > limits.max_concurrency:
-            issues.append(SpecIssue(f"{path}.properties.concurrency", "limit_exceeded",
-                                    f"concurrency {props.concurrency}; at most "
-                                    f"{limits.max_concurrency} allowed"))
-        if limits.max_queue_size is not None and props.queue_size > limits.max_queue_size:
-            issues.append(SpecIssue(f"{path}.properties.queue_size", "limit_exceeded",
-                                    f"queue_size {props.queue_size}; at most "
-                                    f"{limits.max_queue_size} allowed"))
-        if not arg_issues:
-            compiled[name] = CompiledNode(name, info, kwargs, node)
-    if topo is not None and limits.max_inflight_items is not None:
-        held = inflight_capacity(spec, topo)
-        if held > limits.max_inflight_items:
-            issues.append(SpecIssue("nodes", "limit_exceeded",
-                                    f"the queues and concurrency of this graph let it hold "
-                                    f"{held} items at once; at most {limits.max_inflight_items} "
-                                    "allowed (limit max_inflight_items): lower queue_size or "
-                                    "concurrency"))
-    if topo is not None and any(n.properties.pool is not None for n in spec.nodes.values()):
-        from .remote.placement import check_placement
-
-        issues.extend(check_placement(spec, topo, remote.pools if remote else None,
-                                      remote is not None))
-    if issues or topo is None:
-        raise SpecError(issues)
-    return spec, topo, compiled
-
-
-def inflight_capacity(spec: GraphSpec, topo: Topology) -> int:
-    """Most items the pipeline can hold at once: its queues (one per edge of a zip node, one
-    shared by the inputs of a merge node), each node's concurrency, and the batch of finished
-    results a node may hold while it waits for room downstream (its concurrency, at least 256)."""
-    held = 0
-    for name in topo.order:
-        props = spec.nodes[name].properties
-        ups = len(topo.upstream[name])
-        if ups:
-            held += props.concurrency + max(props.concurrency, BATCH_MIN)
-            held += props.queue_size * (ups if props.aggregate_inputs and ups > 1 else 1)
-    return held
-
-
-class ResultSink:
-    """Where output nodes' values go: a bounded channel read by `result_batches()`, or nowhere
-    (only counted) when the caller does not collect results."""
-
-    def __init__(self, collect: bool, producers: int, maxsize: int) -> None:
-        self.channel = Channel(maxsize, producers) if collect else None
-        self.count = 0
-
-    async def deliver(self, node: str, values: list[Any]) -> None:
-        self.count += len(values)
-        if self.channel is not None:
-            await self.channel.put_many([(node, v) for v in values])
-
-    def deliver_nowait(self, node: str, values: list[Any]) -> None:
-        self.count += len(values)
-        if self.channel is not None:
-            self.channel.buf.extend((node, v) for v in values)
-            self.channel.wake()
-
-    def full(self) -> bool:
-        return self.channel is not None and self.channel.full
-
-    def close(self) -> None:
-        if self.channel is not None:
-            self.channel.close()
 
 
 class Plumber:
@@ -255,7 +90,8 @@ class Plumber:
         if remote is not None and any(c.spec.properties.pool for c in compiled.values()):
             from .remote.driver import RemoteLink
 
-            self._remote = RemoteLink(self, compiled, remote)
+            self._remote = RemoteLink(self.name, self.env_vars, list(self.topo.order), self.nodes,
+                                      compiled, remote)
         self._task: asyncio.Task[None] | None = None
         self._status = RunStatus.PENDING
         self._report: RunReport | None = None
@@ -263,7 +99,7 @@ class Plumber:
         self._t1: float | None = None
         self._seq = 0
         self._reading = False
-        self._watch: asyncio.TimerHandle | None = None
+        self._watch: StallWatch | None = None
 
     def _build(self, compiled: dict[str, CompiledNode],
                on_item_error: Callable[[ItemError], None] | None) -> None:
@@ -291,8 +127,7 @@ class Plumber:
             node = self.nodes[name]
             props = node.properties
             if len(ups) == 1 or not props.aggregate_inputs:
-                ch = Channel(props.queue_size, producers=len(ups))
-                ch.wake = node._waker
+                ch = Channel(props.queue_size, producers=len(ups), wake=node.waker)
                 node.inlet = MergeInlet(ch)
                 for u in ups:
                     self.nodes[u].outlets.append(ch)
@@ -300,8 +135,7 @@ class Plumber:
             else:
                 chans = []
                 for u in ups:
-                    ch = Channel(props.queue_size)
-                    ch.wake = node._waker
+                    ch = Channel(props.queue_size, wake=node.waker)
                     self.nodes[u].outlets.append(ch)
                     self._edges.append((u, name, ch))
                     chans.append(ch)
@@ -416,7 +250,8 @@ class Plumber:
     async def _main(self) -> None:
         error: PipelineError | None = None
         status = RunStatus.FAILED
-        self._watch = asyncio.get_running_loop().call_later(STALL_CHECK_INTERVAL, self._watchdog)
+        self._watch = StallWatch(list(self.nodes.values()), self._edges)
+        self._watch.start()
         try:
             async with asyncio.TaskGroup() as tg:
                 if self._remote is not None:
@@ -434,43 +269,13 @@ class Plumber:
                 error = PipelineError(f"internal error: {safe_repr(group.exceptions[0])}")
         finally:
             if self._watch is not None:
-                self._watch.cancel()
+                self._watch.stop()
                 self._watch = None
             self._t1 = time.monotonic()
             self._status = status
             self._report = self._make_report(error)
             if self._sink.channel is not None:
                 self._sink.channel.force_close()
-
-    def _watchdog(self) -> None:
-        """Fail the pipeline if every running node waits on a future only another node can
-        resolve, with no item in flight: nothing can ever move again."""
-        self._watch = None
-        if self._status is not RunStatus.RUNNING:
-            return
-        live = [n for n in self.nodes.values() if n.metrics.status == "running"]
-        if live and all(n.blocked is not None and not n.blocked.done() and not n.inflight
-                        for n in live):
-            parts = []
-            for n in live:
-                if n.blocked_on:
-                    edges = ", ".join(f"{a} -> {b} ({len(ch)}/{ch.maxsize})"
-                                      for a, b, ch in self._edges
-                                      if a == n.name and ch in n.blocked_on)
-                    parts.append(f"{n.name!r} waits for room on {edges}")
-                else:
-                    parts.append(f"{n.name!r} waits for input")
-            zips = [n.name for n in live if isinstance(n.inlet, ZipInlet)]
-            hint = (f"; a zip node ({', '.join(zips)}) whose inputs carry different numbers of "
-                    "items can wait for ever: set its aggregate_inputs to false, or give its "
-                    "queues more room (queue_size)") if zips else ""
-            err = Stalled("pipeline stalled, every node waits on another: "
-                          + "; ".join(parts) + hint, node=live[0].name)
-            blocked = live[0].blocked
-            assert blocked is not None
-            blocked.set_exception(err)
-            return
-        self._watch = asyncio.get_running_loop().call_later(STALL_CHECK_INTERVAL, self._watchdog)
 
     async def wait(self) -> RunReport:
         """Wait until every node has ended; return the report (it does not raise on failure)."""
@@ -527,7 +332,7 @@ class Plumber:
         if self._task is None:
             self.start()
         waker = Waker()
-        ch.wake = waker
+        ch.attach(waker)
         try:
             while True:
                 items = ch.take(max_batch)

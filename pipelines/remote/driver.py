@@ -33,7 +33,7 @@ from .wire import (
 )
 
 if TYPE_CHECKING:
-    from ..plumber import CompiledNode, Plumber
+    from ..compiler import CompiledNode
 
 __all__ = ["RemoteLink", "RemoteProcessor"]
 
@@ -266,24 +266,27 @@ class RemoteLink:
     keeps its liveness key fresh, routes results to the stand-in nodes, and leaves nothing
     behind when the run ends however it ends."""
 
-    def __init__(self, plumber: Plumber, compiled: dict[str, CompiledNode],
+    def __init__(self, pipeline_name: str, env_vars: dict[str, Any], order: list[str],
+                 nodes: dict[str, Processor], compiled: dict[str, CompiledNode],
                  config: RemoteConfig) -> None:
+        """`pipeline_name`, `env_vars`: the pipeline's; `order`: its node names, upstream first;
+        `nodes`: its built nodes (the ones placed on a pool are RemoteProcessors)."""
         self.config = config
         # The service's pipeline id names it in the broker too (easier to follow); a library
         # run gets a fresh one.
-        given = str(plumber.env_vars.get("pipeline_id") or "")
+        given = str(env_vars.get("pipeline_id") or "")
         self.pid = given if _PID_RE.match(given) else uuid.uuid4().hex[:16]
         self.broker = config.broker or Broker(config)
         self._own_broker = config.broker is None
         self.nodes: dict[int, RemoteProcessor] = {}
         self.by_name: dict[str, RemoteProcessor] = {}
         entry_nodes: dict[str, Any] = {}
-        for idx, name in enumerate(plumber.topo.order):
+        for idx, name in enumerate(order):
             c = compiled[name]
             pool = c.spec.properties.pool
             if pool is None:
                 continue
-            node = plumber.nodes[name]
+            node = nodes[name]
             assert isinstance(node, RemoteProcessor)
             node.attach(self, idx, pool)
             self.nodes[idx] = node
@@ -294,10 +297,10 @@ class RemoteLink:
             }
         self.pools = sorted({n.pool for n in self.nodes.values()})
         try:
-            env = json.loads(json.dumps(plumber.env_vars))
+            env = json.loads(json.dumps(env_vars))
         except (TypeError, ValueError):
             env = {}
-        self.entry = {"name": plumber.name, "registry": config.registry_digest,
+        self.entry = {"name": pipeline_name, "registry": config.registry_digest,
                       "pools": self.pools, "env": env, "nodes": entry_nodes}
         self._ready: asyncio.Future[None] | None = None
         self._running = len(self.nodes)

@@ -14,8 +14,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ItemTimeout, PipelineError
-from ..items import DROP, _Resumed
+from ..errors import PipelineError
+from ..hosting import start_eagerly
+from ..items import DROP
 from ..processor import Processor
 from ..registry import Registry
 from ..spec import NodeProperties
@@ -366,20 +367,21 @@ class Worker:
                 else:
                     await sem.acquire()
                 if eager:
-                    coro = node._call(item)
                     try:
-                        first = coro.send(None)
-                    except StopIteration as stop:
-                        sem.release()
-                        out[i] = [seq] if stop.value is DROP else [seq, stop.value]
-                        continue
+                        # the first step runs as the item's own task (a timeout it enters
+                        # binds to that task, not to this handler)
+                        finished, got = start_eagerly(node.call(item))
                     except (Exception, asyncio.CancelledError) as exc:
                         sem.release()
                         out[i] = self._failed(node, seq, item, exc)
                         continue
-                    task = asyncio.create_task(_resume(coro, first))
+                    if finished:
+                        sem.release()
+                        out[i] = [seq] if got is DROP else [seq, got]
+                        continue
+                    task = got
                 else:
-                    task = asyncio.create_task(node._call(item))
+                    task = asyncio.create_task(node.call(item))
                 task.add_done_callback(lambda _t: sem.release())
                 pending.append((i, seq, item, task))
             for i, seq, item, task in pending:
@@ -403,10 +405,7 @@ class Worker:
     def _failed(self, node: Processor, seq: int, item: tuple[Any, ...],
                 exc: BaseException) -> list[Any]:
         self.stats["errors"] += 1
-        err: BaseException = exc
-        if isinstance(exc, TimeoutError) and not isinstance(exc, ItemTimeout):
-            err = ItemTimeout(f"no result within {node.properties.timeout} s", node=node.name)
-        return error_entry(seq, type(err).__name__, str(err), repr(item))
+        return error_entry(seq, type(exc).__name__, str(exc), repr(item))
 
     async def _publish(self, msg: Any, pid: str, idx: int, out: list[list[Any]]) -> None:
         limit = self.broker.max_payload
@@ -565,10 +564,6 @@ class Worker:
 
 def _msg_id(msg: Any) -> str:
     return str((msg.headers or {}).get(HDR_MSG_ID) or f"q{msg.metadata.sequence.stream}")
-
-
-async def _resume(coro: Any, first: Any) -> Any:
-    return await _Resumed(coro, first)
 
 
 async def _never(self: Processor, item: Any) -> Any:

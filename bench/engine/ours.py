@@ -1,0 +1,132 @@
+"""Our engine: each workload as a graph spec in the original format, run by the Plumber."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from .workloads import IO_CONCURRENCY, IO_DELAY, Acc, Runner, Variant, make_item, slow_pause
+
+__all__ = ["engine_available", "engine_spec", "run_engine", "engine_variants"]
+
+
+# -------------------------------------------------------------------------------- pipelines
+
+
+def engine_available() -> str | None:
+    """None when ``from pipelines import Plumber`` works, else the reason."""
+    try:
+        from pipelines import Plumber  # noqa: F401
+    except Exception as exc:  # noqa: BLE001 - any import failure means "not ready yet"
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def engine_spec(
+    workload: str, n: int, acc: Acc, props: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The workload in the original graph-spec format, its sink counting into ``acc``;
+    ``props`` go on every node."""
+    p = dict(props or {})
+
+    async def src(self: Any, output_q: Any, n: int) -> None:
+        for i in range(n):
+            await output_q.put(i)
+
+    async def src_items(self: Any, output_q: Any, n: int) -> None:
+        for i in range(n):
+            await output_q.put(make_item(i))
+
+    async def inc(self: Any, q_elt: tuple[Any, ...]) -> Any:
+        return q_elt[0] + 1
+
+    async def dbl(self: Any, q_elt: tuple[Any, ...]) -> Any:
+        return q_elt[0] * 2
+
+    async def plus3(self: Any, q_elt: tuple[Any, ...]) -> Any:
+        return q_elt[0] + 3
+
+    async def io(self: Any, q_elt: tuple[Any, ...]) -> Any:
+        await asyncio.sleep(IO_DELAY)
+        return q_elt[0] + 1
+
+    async def fwd(self: Any, q_elt: tuple[Any, ...]) -> Any:
+        return q_elt[0]
+
+    async def sink(self: Any, q_elt: tuple[Any, ...]) -> None:
+        acc.count += 1
+        acc.total += q_elt[0]
+
+    async def zip_sink(self: Any, q_elt: tuple[Any, ...]) -> None:
+        acc.count += 1
+        acc.total += q_elt[0] + q_elt[1]
+
+    async def slow_sink(self: Any, q_elt: tuple[Any, ...]) -> None:
+        acc.count += 1
+        acc.total += len(q_elt[0])
+        await slow_pause(acc.count)
+
+    def node(coro: Any, extra: dict[str, Any] | None = None, **args: Any) -> dict[str, Any]:
+        d: dict[str, Any] = {"coro": coro}
+        if args:
+            d["args"] = args
+        props_here = {**p, **(extra or {})}
+        if props_here:
+            d["properties"] = props_here
+        return d
+
+    if workload == "W1":
+        nodes = {"src": node(src, n=n), "inc": node(inc), "dbl": node(dbl), "sink": node(sink)}
+        graph: dict[str, Any] = {"src": ("inc",), "inc": ("dbl",), "dbl": ("sink",), "sink": None}
+    elif workload in ("W2", "W2z"):
+        merge = workload == "W2"
+        nodes = {
+            "src": node(src, n=n), "a": node(inc), "b": node(dbl), "c": node(plus3),
+            "sink": node(sink, {"aggregate_inputs": False}) if merge else node(zip_sink),
+        }
+        graph = {"src": ("a",), "a": ("b", "c"), "b": ("sink",), "c": ("sink",), "sink": None}
+    elif workload == "W3":
+        io_props = {"concurrency": IO_CONCURRENCY}
+        nodes = {
+            "src": node(src, n=n), "io1": node(io, io_props), "io2": node(io, io_props),
+            "io3": node(io, io_props), "sink": node(sink),
+        }
+        graph = {"src": ("io1",), "io1": ("io2",), "io2": ("io3",), "io3": ("sink",),
+                 "sink": None}
+    elif workload == "W4":
+        nodes = {"src": node(src_items, n=n), "fwd": node(fwd), "sink": node(slow_sink)}
+        graph = {"src": ("fwd",), "fwd": ("sink",), "sink": None}
+    else:
+        raise ValueError(workload)
+    return {"nodes": nodes, "graph": graph}
+
+
+async def run_engine(
+    workload: str, n: int, acc: Acc, props: dict[str, Any] | None = None
+) -> Any:
+    from pipelines import Plumber
+
+    spec = engine_spec(workload, n, acc, props)
+    # exactly the documented library call; results are not collected by default (collect=False),
+    # the sinks count what reaches them
+    report = await Plumber(spec, coro_map=lambda x: x).run()
+    status = getattr(getattr(report, "status", None), "value", getattr(report, "status", None))
+    if status not in (None, "completed"):
+        raise RuntimeError(f"pipelines run ended with status {status!r}: {report!r}")
+    return report
+
+
+def engine_variants(workload: str) -> list[Variant]:
+    def build(props: dict[str, Any] | None) -> Runner:
+        async def run(n: int, acc: Acc) -> None:
+            await run_engine(workload, n, acc, props)
+
+        return run
+
+    out = [Variant("pipelines", "default properties", build(None))]
+    if workload in ("W1", "W2", "W2z"):
+        out.append(Variant("pipelines", "concurrency=1 [variant]", build({"concurrency": 1}),
+                           comparable=False))
+    return out
+
+

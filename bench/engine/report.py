@@ -1,0 +1,168 @@
+"""Reporting: rows per setting, the best setting per implementation, the issue's targets."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import statistics
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from .measure import Samples
+from .workloads import IO_CONCURRENCY, IO_DELAY
+
+__all__ = [
+    "fmt_rate", "machine_info", "Row", "summarize", "print_header", "print_rows",
+    "best_per_impl", "targets"
+]
+
+
+# ------------------------------------------------------------------------------- reporting
+
+
+def _best(s: Samples) -> float | None:
+    return min(s.seconds) if s.seconds else None
+
+
+def fmt_rate(v: float | None) -> str:
+    return "-" if v is None else f"{v:,.0f}"
+
+
+def machine_info() -> list[str]:
+    def ver(name: str) -> str:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return "not installed"
+
+    cpu = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return [
+        f"machine: {platform.platform()}, {cpu}, {os.cpu_count()} CPUs",
+        f"python:  {sys.version.split()[0]} ({platform.python_implementation()})",
+        "libs:    " + ", ".join(f"{p} {ver(p)}" for p in ("pipelines", "aiostream", "pypeln",
+                                                           "psutil")),
+    ]
+
+
+@dataclass
+class Row:
+    workload: str
+    impl: str
+    setting: str
+    best: float | None  # items/s
+    median: float | None
+    ratio: float | None
+    extra: str
+    check: str
+    comparable: bool
+    ok: bool
+
+
+def summarize(workload: str, n: int, samples: list[Samples]) -> list[Row]:
+    ref = next((s for s in samples if s.variant.impl == "asyncio"), None)
+    ref_best = _best(ref) if ref else None
+    rows = []
+    for s in samples:
+        best = _best(s)
+        rate = n / best if best else None
+        med = n / statistics.median(s.seconds) if s.seconds else None
+        ratio = (ref_best / best) if (best and ref_best) else None
+        extra = ""
+        if workload == "W3" and best:
+            ideal = n * IO_DELAY / IO_CONCURRENCY + 2 * IO_DELAY
+            extra = f"{best:.3f}s = {100 * ideal / best:.0f}% of ideal {ideal:.2f}s"
+        check = "ok" if not s.errors else f"FAIL ({len(s.errors)}): {s.errors[0]}"
+        if s.pruned:
+            check += "; 1 round (>4x slower than this library's best)"
+        rows.append(Row(workload, s.variant.impl, s.variant.setting, rate, med, ratio, extra,
+                        check, s.variant.comparable, not s.errors))
+    return rows
+
+
+def print_header() -> None:
+    hdr = (f"{'workload':<5} {'implementation':<10} {'setting':<38} {'best it/s':>11} "
+           f"{'median it/s':>11} {'x ref':>9}  check / notes")
+    print(hdr)
+    print("-" * len(hdr))
+
+
+def print_rows(rows: list[Row]) -> None:
+    for r in rows:
+        ratio = "-" if r.ratio is None else f"{r.ratio:.2f}x"
+        notes = r.check + (f"; {r.extra}" if r.extra else "")
+        print(f"{r.workload:<5} {r.impl:<10} {r.setting[:38]:<38} {fmt_rate(r.best):>11} "
+              f"{fmt_rate(r.median):>11} {ratio:>9}  {notes}")
+    print(flush=True)
+
+
+def best_per_impl(rows: list[Row], workload: str) -> dict[str, Row]:
+    out: dict[str, Row] = {}
+    for r in rows:
+        if r.workload != workload or not r.comparable or r.best is None or not r.ok:
+            continue
+        if r.impl not in out or r.best > (out[r.impl].best or 0):
+            out[r.impl] = r
+    return out
+
+
+def targets(rows: list[Row], w4: list[dict[str, Any]], ns: dict[str, int]) -> list[str]:
+    """The issue's targets, each against the fast-path hand-written reference of the same run."""
+    lines = []
+    for w in ("W1", "W2", "W2z"):
+        if not any(r.workload == w for r in rows):
+            continue
+        b = best_per_impl(rows, w)
+        ours = next((r for r in rows if r.workload == w and r.impl == "pipelines"
+                     and r.setting == "default properties"), None)
+        if ours is None or ours.best is None:
+            lines.append(f"{w}: pipelines not measured")
+            continue
+        want = 2.0 if w in ("W1", "W2") else None
+        rivals = {k: v for k, v in b.items() if k in ("aiostream", "pypeln")}
+        ok_rivals = all(ours.best > (v.best or 0) for v in rivals.values())
+        verdict = "" if want is None else (
+            f" (target >= {want:.1f}x) {'PASS' if (ours.ratio or 0) >= want else 'MISS'}")
+        lines.append(
+            f"{w}: {ours.ratio or 0:.2f}x the fast-path asyncio reference{verdict}; "
+            "faster than rivals' best settings ("
+            + ", ".join(f"{k} [{v.setting}] {fmt_rate(v.best)}" for k, v in rivals.items())
+            + f") {'PASS' if ok_rivals else 'MISS'}"
+        )
+        one = next((r for r in rows if r.workload == w and r.impl == "pipelines"
+                    and r.setting.startswith("concurrency=1")), None)
+        if one is not None and one.ratio is not None and w in ("W1", "W2"):
+            lines.append(f"{w}: concurrency=1 {one.ratio:.2f}x the reference (target >= 1.0x) "
+                         f"{'PASS' if one.ratio >= 1.0 else 'MISS'}")
+        for r in rows:  # the informative rows, said plainly
+            if r.workload == w and not r.comparable and r.impl != "pipelines" and r.best:
+                rel = "faster" if ours.best > r.best else "slower"
+                lines.append(f"    (info: {rel} than {r.impl} [{r.setting}] "
+                             f"{fmt_rate(r.best)} it/s)")
+    w3 = next((r for r in rows if r.workload == "W3" and r.impl == "pipelines"), None)
+    ref3 = next((r for r in rows if r.workload == "W3" and r.impl == "asyncio"), None)
+    if w3 is not None and w3.best:
+        n = ns["W3"]
+        ideal = n * IO_DELAY / IO_CONCURRENCY + 2 * IO_DELAY
+        share = ideal / (n / w3.best)
+        ref_share = ideal / (n / ref3.best) if ref3 is not None and ref3.best else 0.0
+        lines.append(f"W3: {100 * share:.0f}% of ideal (target >= the worker pool's "
+                     f"{100 * ref_share:.0f}% in this run) "
+                     f"{'PASS' if share >= ref_share else 'MISS'}")
+    for d in w4:
+        if d.get("impl") == "pipelines" and not d.get("error"):
+            g = d["growth_mb"]
+            lines.append(f"W4: peak RSS growth {g:.1f} MB (target < 20 MB) "
+                         f"{'PASS' if g < 20 else 'MISS'}")
+    return lines
+
+
