@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+from playwright.async_api import Browser, async_playwright
 
-__all__ = ["CHROMIUM", "LAUNCH_ARGS", "require_chromium"]
+__all__ = ["CHROMIUM", "LAUNCH_ARGS", "launched_chromium", "require_chromium"]
 
 CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = [
@@ -28,3 +31,15 @@ def require_chromium() -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(f"browser tests must run under CI: {reason}")
     pytest.skip(reason)
+
+
+@asynccontextmanager
+async def launched_chromium() -> AsyncIterator[Browser]:
+    """Debian's Chromium, headless, launched by Playwright (skips or fails as require_chromium)."""
+    require_chromium()
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()

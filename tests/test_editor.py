@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import pytest_asyncio
 import yaml
-from browserutil import CHROMIUM, LAUNCH_ARGS, require_chromium
-from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
+from browserutil import launched_chromium
+from playwright.async_api import Browser, ConsoleMessage, Page, expect
 from serverutil import serve
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.browser]
@@ -39,13 +39,8 @@ async def base_url() -> AsyncIterator[str]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def browser() -> AsyncIterator[Browser]:
-    require_chromium()
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
+    async with launched_chromium() as browser:
+        yield browser
 
 
 async def open_page(

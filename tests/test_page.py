@@ -22,13 +22,12 @@ import aiohttp
 import pytest
 import pytest_asyncio
 from aiohttp import web
-from browserutil import CHROMIUM, LAUNCH_ARGS, require_chromium
+from browserutil import launched_chromium
 from playwright.async_api import (
     Browser,
     ConsoleMessage,
     Dialog,
     Page,
-    async_playwright,
     expect,
 )
 from serverutil import serve
@@ -66,13 +65,8 @@ def served_app(served: tuple[web.Application, str]) -> web.Application:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def browser() -> AsyncIterator[Browser]:
-    require_chromium()
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
+    async with launched_chromium() as browser:
+        yield browser
 
 
 @pytest_asyncio.fixture(loop_scope="module")

@@ -14,9 +14,9 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
-from browserutil import CHROMIUM, LAUNCH_ARGS, require_chromium
+from browserutil import launched_chromium
 from natsutil import NatsServer, Workers, nats_server
-from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
+from playwright.async_api import Browser, ConsoleMessage, Page, expect
 from serverutil import serving
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.browser, pytest.mark.timeout(180)]
@@ -46,13 +46,8 @@ async def base_url(broker: NatsServer) -> AsyncIterator[str]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def browser() -> AsyncIterator[Browser]:
-    require_chromium()
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
+    async with launched_chromium() as browser:
+        yield browser
 
 
 @pytest_asyncio.fixture(loop_scope="module")
