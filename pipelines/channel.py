@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
 from typing import Any
 
 __all__ = ["Channel", "Waker"]
@@ -13,31 +12,34 @@ __all__ = ["Channel", "Waker"]
 class Waker:
     """One consumer's wake-up: channels and finished items call it; the consumer awaits `wait()`."""
 
-    __slots__ = ("_fut",)
+    __slots__ = ("waiting",)
 
     def __init__(self) -> None:
-        self._fut: asyncio.Future[None] | None = None
+        #: the future the consumer waits on (None: it is not waiting, a call does nothing)
+        self.waiting: asyncio.Future[None] | None = None
 
     def __call__(self) -> None:
-        fut = self._fut
-        if fut is not None and not fut.done():
-            fut.set_result(None)
+        fut = self.waiting
+        if fut is not None:
+            self.waiting = None  # woken: later calls are no-ops until the consumer waits again
+            if not fut.done():
+                fut.set_result(None)
 
     def arm(self) -> asyncio.Future[None]:
         """The future the next wake-up resolves (await it, then `disarm`)."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._fut = fut
+        self.waiting = fut
         return fut
 
     def disarm(self) -> None:
-        self._fut = None
+        self.waiting = None
 
     async def wait(self) -> None:
         fut = self.arm()
         try:
             await fut
         finally:
-            self._fut = None
+            self.waiting = None
 
 
 class Channel:
@@ -52,8 +54,7 @@ class Channel:
 
     __slots__ = ("buf", "maxsize", "_open", "closed", "abandoned", "dropped", "wake", "_putters")
 
-    def __init__(self, maxsize: int, producers: int = 1,
-                 wake: Callable[[], None] | None = None) -> None:
+    def __init__(self, maxsize: int, producers: int = 1, wake: Waker | None = None) -> None:
         if maxsize < 1:
             raise ValueError(f"a channel holds at least one item, not {maxsize}")
         self.buf: deque[Any] = deque()
@@ -63,7 +64,7 @@ class Channel:
         self.abandoned = False
         self.dropped = 0
         #: the consumer's wake-up, called when items arrive or the channel ends
-        self.wake: Callable[[], None] = wake if wake is not None else _noop
+        self.wake = wake if wake is not None else Waker()
         self._putters: deque[asyncio.Future[None]] = deque()
 
     # -- producer side ---------------------------------------------------------------------
@@ -97,7 +98,8 @@ class Channel:
         else:
             end = min(n, start + room)
             self.buf.extend(items[start:end])
-        self.wake()
+        if self.wake.waiting is not None:
+            self.wake()
         return end
 
     def offer_one(self, item: Any) -> bool:
@@ -105,7 +107,8 @@ class Channel:
         if len(self.buf) >= self.maxsize or self.abandoned:
             return False
         self.buf.append(item)
-        self.wake()
+        if self.wake.waiting is not None:
+            self.wake()
         return True
 
     def add_putter(self, fut: asyncio.Future[None]) -> None:
@@ -137,7 +140,7 @@ class Channel:
         self._wake_putters()
 
     # -- consumer side ---------------------------------------------------------------------
-    def attach(self, wake: Callable[[], None]) -> None:
+    def attach(self, wake: Waker) -> None:
         """A consumer that arrives after the channel was made (the results reader) gives its
         wake-up here."""
         self.wake = wake
@@ -182,6 +185,3 @@ class Channel:
     def __len__(self) -> int:
         return len(self.buf)
 
-
-def _noop() -> None:
-    return None

@@ -20,6 +20,15 @@ class MergeInlet:
     def take(self, n: int) -> list[tuple[Any, ...]]:
         return list(zip(self.channel.take(n)))  # 1-tuples, built in C
 
+    def take_one(self) -> tuple[Any, ...] | None:
+        """The next item, or None when there is none now."""
+        got = self.channel.take(1)
+        return (got[0],) if got else None
+
+    def ready(self) -> bool:
+        """An item can be taken now."""
+        return bool(self.channel.buf)
+
     def unget(self, items: list[tuple[Any, ...]]) -> None:
         """Put back items just taken that could not start (see `Channel.unget`)."""
         self.channel.unget([t[0] for t in items])
@@ -54,6 +63,15 @@ class ZipInlet:
         if m <= 0:
             return []
         return list(zip(*(c.take(m) for c in self.channels), strict=True))
+
+    def take_one(self) -> tuple[Any, ...] | None:
+        """The next pair, or None when there is none now."""
+        got = self.take(1)
+        return got[0] if got else None
+
+    def ready(self) -> bool:
+        """A pair can be taken now."""
+        return all(c.buf for c in self.channels)
 
     def unget(self, items: list[tuple[Any, ...]]) -> None:
         """Put back pairs just taken that could not start (see `Channel.unget`)."""

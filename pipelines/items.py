@@ -1,7 +1,8 @@
-"""Running items: the eager batch driver, an item's task and its slot in the reorder window,
-and the sentinels a node's loop shares with them.
+"""Running items: a run of items in place, an item task's body, an item's slot, and the
+sentinels a node's window shares with them.
 
-The node they run for is any `ItemOwner` (a `Processor`): this module does not import it."""
+They run for a `Window` (window.py), seen here only as the `ItemRunner` protocol: this module
+imports neither the window nor the node."""
 
 from __future__ import annotations
 
@@ -12,26 +13,32 @@ from typing import Any, Final, Protocol
 
 from .metrics import NodeMetrics
 
-__all__ = ["DROP", "FAILED", "IDLE", "NOTHING", "ItemOwner", "Pending", "Run", "host_items",
-           "run_items", "settle"]
+__all__ = ["DROP", "FAILED", "IDLE", "NOTHING", "PARK", "ItemRunner", "Pending", "Run",
+           "host_items", "run_items", "settle"]
 
 
-class ItemOwner(Protocol):
-    """What running an item needs from its node."""
+class ItemRunner(Protocol):
+    """What running items needs from the window that owns them."""
 
     metrics: NodeMetrics
+    #: the node's coroutine and the node passed as its first argument (the fast, plain call)
+    fn: Callable[..., Any]
+    node: Any
+    #: the call of one item when it is not plain (arguments, retries, a timeout); None if plain
+    call: Callable[[tuple[Any, ...]], Any] | None
 
-    def item_failed(self, item: Any, exc: BaseException) -> object:
+    def failed(self, item: Any, exc: BaseException) -> None:
         """Count and report a failed item (raises NodeFailed for on_error "fail")."""
 
-    def guarded(self, item: tuple[Any, ...]) -> Any:
-        """The item's coroutine with retries and a timeout."""
+    def item_call(self, item: tuple[Any, ...]) -> Any:
+        """The coroutine of one item, however it is called."""
 
-    def call(self, item: tuple[Any, ...]) -> Any:
-        """The item's coroutine, guarded when the node's properties ask for it."""
+    def settled(self, slot: Pending, more: bool) -> Any:
+        """An item that ran in a task has its outcome in `slot`: the slot of the next item the
+        same task runs, PARK (wait in `parked`), or None (the task ends)."""
 
-    def settled(self, slot: Pending) -> None:
-        """An item that ran in a task of its own has its outcome in `slot`."""
+    async def parked(self) -> Pending | None:
+        """Wait, as an idle item task, until the window hands over an item (None: end)."""
 
 
 class _Drop:
@@ -46,105 +53,98 @@ DROP: Final = _Drop()
 FAILED: Final = object()  # an item whose error was counted and skipped
 NOTHING: Final = object()  # a run of items that finished without suspending
 IDLE: Final = object()  # a host task whose run of items finished in place: nothing to do
+PARK: Final = object()  # an item task with no next item now: it waits to be handed one
 
 
 class Run:
-    """State shared by a node's loop and `run_items`: the items (from `start` up to `end`), how
-    far the run got, the values that pass on, and whether the run was handed over to a task."""
+    """A run of items started in place: `items[start:end]`, the values that pass on, how many
+    others finished without a value (dropped or failed), and whether the run was handed over
+    to a task (it suspended)."""
 
-    __slots__ = ("items", "i", "end", "values", "detached", "refill", "in_place")
+    __slots__ = ("items", "start", "end", "values", "skipped", "detached")
 
-    def __init__(self, items: list[tuple[Any, ...]], start: int, end: int,
-                 refill: Callable[[], list[tuple[Any, ...]]] | None = None) -> None:
+    def __init__(self, items: list[tuple[Any, ...]], start: int, end: int) -> None:
         self.items = items
-        self.i = start
+        self.start = start
         self.end = end
-        #: more items once these are done, while everything finishes in place (None: no more)
-        self.refill = refill
-        self.in_place = 0  # items that finished without suspending
         self.values: list[Any] = []
+        self.skipped = 0
         self.detached = False
 
 
-async def run_items(run: Run, node: ItemOwner, fn: Callable[..., Any],
-                     args: dict[str, Any], guarded: bool) -> Any:
+async def run_items(run: Run, window: ItemRunner) -> Any:
     """Run items one after another inside this one coroutine.
 
-    An item that finishes without suspending costs one `await` (no `coroutine.send()` and no
-    StopIteration per item); when all are done, `run.refill` may give more. When an item
-    suspends, the node's loop hands this coroutine over to a task (`run.detached`): it finishes
-    that one item, returns its value, and leaves the rest to the loop. `run.values` gets only
-    what passes on (failures and DROPs are counted here)."""
-    items, values = run.items, run.values
+    An item that finishes without suspending costs one `await` of its coroutine and an append;
+    nothing else is written per item. When an item suspends, the window hands this coroutine
+    over to a task (`run.detached`): it finishes that one item, returns its value, and leaves
+    the rest to the window. `run.values` gets only what passes on."""
+    node, fn, call = window.node, window.fn, window.call
+    values = run.values
     append = values.append
-    n = run.end
-    while True:
-        if run.i >= n:
-            more = run.refill() if run.refill is not None else None
-            if not more:
-                break
-            run.items = items = more
-            n = len(more)
-            run.i, run.end = 0, n
-        item = items[run.i]
-        run.i += 1
+    drop = DROP
+    items = run.items
+    if run.start or run.end != len(items):
+        items = items[run.start:run.end]
+    for item in items:
         try:
-            value = await (node.guarded(item) if guarded
-                           else fn(node, item, **args) if args else fn(node, item))
+            value = await (fn(node, item) if call is None else call(item))
         except asyncio.CancelledError as exc:
             task = asyncio.current_task()
             if run.detached or task is None or task.cancelling():
                 raise
             # The item raised CancelledError of its own (the node is not being cancelled):
             # an item error like any other, not a silent end of the node.
-            run.in_place += 1
-            node.item_failed(item, exc)
+            run.skipped += 1
+            window.failed(item, exc)
             continue
         except Exception as exc:
             if run.detached:
                 raise  # the task's outcome reports it, as for any item task
-            run.in_place += 1
-            node.item_failed(item, exc)  # counts it; raises NodeFailed for on_error "fail"
+            run.skipped += 1
+            window.failed(item, exc)  # counts it; raises NodeFailed for on_error "fail"
             continue
         if run.detached:
             return value
-        run.in_place += 1
-        if value is DROP:
-            node.metrics.dropped += 1
+        if value is drop:
+            run.skipped += 1
+            window.metrics.dropped += 1
         else:
             append(value)
     return None
 
 
 class Pending:
-    """An item running in a task of its own: its slot in the reorder window, then its outcome."""
+    """An item running in a task: its slot in the window, then its outcome."""
 
     __slots__ = ("item", "task", "aw", "done", "value", "error", "start")
 
-    def __init__(self, item: tuple[Any, ...], aw: Any = None) -> None:
+    def __init__(self, item: tuple[Any, ...], aw: Any = None, start: float | None = None) -> None:
         self.item = item
         self.task: asyncio.Task[None] | None = None
         self.aw = aw  # what the task awaits: None (start the item), Resumed, or IDLE
         self.done = False
         self.value: Any = None
         self.error: BaseException | None = None
-        self.start = time.perf_counter()
+        self.start = time.perf_counter() if start is None else start
 
 
-async def host_items(node: ItemOwner, slot: Pending, ready: asyncio.Future[None]) -> None:
-    """A node's spare task: waits until the node hands it an item that suspended in its eager
-    first step (run with this task as the current one), then runs that item to its end."""
+async def host_items(window: ItemRunner, slot: Pending, ready: asyncio.Future[None]) -> None:
+    """The window's spare task: waits until it is handed an item that suspended in its eager
+    first step (run with this task as the current one), then runs it as any item task."""
     try:
         await ready
     except asyncio.CancelledError as exc:
         if slot.aw is IDLE:
             raise  # never handed an item: the node ended
         slot.aw.throw_first(exc)  # cancelled (a timeout the item entered?) before it woke
-    await settle(node, slot)
+    await settle(window, slot)
 
 
-async def settle(node: ItemOwner, slot: Pending) -> None:
-    """Run one item to its end and tell the node at once (no done-callback hop).
+async def settle(window: ItemRunner, slot: Pending) -> None:
+    """An item task: run an item to its end and tell the window at once (no done-callback
+    hop); then, as a worker of a pool does, run the next item the window gives back, in this
+    same task and step, or wait idle to be handed one (`PARK`), or end (None).
 
     `slot.aw` is None for an item not started yet: its coroutine is made here, so a task
     cancelled before its first step leaves no coroutine that was never awaited. It is IDLE for
@@ -153,13 +153,22 @@ async def settle(node: ItemOwner, slot: Pending) -> None:
     aw = slot.aw
     if aw is IDLE:
         return
-    try:
-        slot.value = await (node.call(slot.item) if aw is None else aw)
-    except asyncio.CancelledError:
-        slot.error = asyncio.CancelledError("item task was cancelled")
-        raise
-    except Exception as exc:
-        slot.error = exc
-    finally:
-        slot.done = True
-        node.settled(slot)
+    while True:
+        more = False
+        try:
+            slot.value = await (window.item_call(slot.item) if aw is None else aw)
+            more = True
+        except asyncio.CancelledError:
+            slot.error = asyncio.CancelledError("item task was cancelled")
+            raise
+        except Exception as exc:
+            slot.error = exc
+            more = True
+        finally:
+            slot.done = True
+            nxt = window.settled(slot, more)
+        if nxt is PARK:
+            nxt = await window.parked()
+        if nxt is None:
+            return
+        slot, aw = nxt, None

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .broker import Broker
+from typing import Any
 
 __all__ = ["RemoteConfig", "POOL_NAME_RE"]
 
@@ -36,7 +33,9 @@ class RemoteConfig:
         purges its pipeline).
     :param max_stream_bytes: byte cap of each pool stream (-1: none).
     :param registry_digest: the driver's registry hash; workers that announce another are refused.
-    :param broker: a connection shared by many runs (the service); None: each run connects.
+    :param broker: a `broker.Broker` connection shared by many runs (the service); None: each
+        run connects. (Typed loosely: the broker is built from a config, so naming its type
+        here would make the two modules import each other.)
     """
 
     nats_url: str = "nats://127.0.0.1:4222"
@@ -52,4 +51,4 @@ class RemoteConfig:
     live_ttl: float = 15.0
     max_stream_bytes: int = -1
     registry_digest: str | None = None
-    broker: Broker | None = field(default=None, compare=False, repr=False)
+    broker: Any = field(default=None, compare=False, repr=False)

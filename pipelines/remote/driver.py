@@ -39,7 +39,6 @@ __all__ = ["RemoteLink", "RemoteProcessor"]
 
 logger = logging.getLogger(__name__)
 
-_MAX_KEPT_ERRORS = 20
 _PID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 #: Cleanups that outlive the run that started them (a cancelled run must not stop its own).
 _CLEANUPS: set[asyncio.Task[None]] = set()
@@ -53,6 +52,8 @@ class RemoteProcessor(Processor):
     link: RemoteLink
     index = 0
     pool = ""
+    _next = 0  # the next seq to hand out
+    _done = 0  # seqs passed on (or counted)
 
     def attach(self, link: RemoteLink, index: int, pool: str) -> None:
         self.link, self.index, self.pool = link, index, pool
@@ -68,6 +69,7 @@ class RemoteProcessor(Processor):
         self._out_msgs = 0  # messages published (or being published) and not settled
         self._spans: deque[int] = deque()  # ordered: end seq of each message not settled
         self._failure: PipelineError | None = None
+        self._publishing: set[asyncio.Task[None]] = set()  # publishes under way
         self.per_worker: dict[str, int] = {}
         self.duplicates = 0
 
@@ -97,7 +99,7 @@ class RemoteProcessor(Processor):
                 new += 1
         if new:
             self.per_worker[worker] = self.per_worker.get(worker, 0) + new
-            self._waker()
+            self.waker()
 
     def _settle(self, seq: int) -> None:
         self._done += 1
@@ -175,16 +177,7 @@ class RemoteProcessor(Processor):
             etype, message, item = (str(x) for x in e[2])
         except (TypeError, ValueError):
             etype, message, item = "worker_error", repr(e[2])[:500], "?"
-        m = self.metrics
-        m.errors += 1
-        err = ItemError(self.name, item, etype, message)
-        if len(self.first_errors) < _MAX_KEPT_ERRORS:
-            self.first_errors.append(err)
-        if self.properties.on_error == "fail":
-            raise NodeFailed(f"node {self.name!r} failed on item {item}: {etype}: {message}",
-                             node=self.name)
-        if self._on_item_error is not None:
-            self._on_item_error(err)
+        self.report_error(ItemError(self.name, item, etype, message))
 
     # -- items to the workers ------------------------------------------------------------------
     def _send(self, items: list[tuple[Any, ...]]) -> None:
@@ -207,8 +200,8 @@ class RemoteProcessor(Processor):
             self._out_msgs += 1
             task = asyncio.get_running_loop().create_task(
                 self._publish(data, f"{self.link.pid}.{self.index}.{head}"))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._publishing.add(task)
+            task.add_done_callback(self._publishing.discard)
 
     async def _publish(self, data: bytes, msg_id: str) -> None:
         try:
@@ -216,13 +209,13 @@ class RemoteProcessor(Processor):
         except PipelineError as exc:
             exc.node = exc.node or self.name
             self._failure = exc
-            self._waker()
+            self.waker()
         except Exception as exc:
             self._failure = BrokerUnavailable(f"publish failed: {type(exc).__name__}: {exc}",
                                               node=self.name)
-            self._waker()
+            self.waker()
 
-    async def _loop(self, inlet: Inlet) -> None:
+    async def process(self, inlet: Inlet) -> None:
         await self.link.started()
         m = self.metrics
         cap = max(1, min(self.properties.queue_size, self.link.config.edge_cap))
@@ -231,9 +224,8 @@ class RemoteProcessor(Processor):
         input_done = False
         while True:
             out = self._ready()
-            self._inflight = self._next - self._done
             if out:
-                await self._emit(out)
+                await self.emit(out)
                 continue
             if self._failure is not None:
                 raise self._failure
@@ -246,18 +238,27 @@ class RemoteProcessor(Processor):
                     break
                 m.items_in += len(items)
                 self._send(items)
-            self._inflight = self._next - self._done
-            if input_done and not self._inflight:
-                self._close_outputs()
+            if input_done and not self.inflight:
+                self.close_outputs()
                 return
             if self._got.get(self._wm) is not None or self._fresh:
                 continue
-            await self._wait_for_input()
+            await self.wait_for_input()
+
+    @property
+    def inflight(self) -> int:
+        """Items handed to the pool and not passed on yet."""
+        return self._next - self._done
 
     async def run(self) -> None:
         try:
             await super().run()
         finally:
+            publishing = list(self._publishing)
+            for task in publishing:
+                task.cancel()
+            if publishing:
+                await asyncio.wait(publishing)
             self.link.node_ended()
 
 
@@ -276,7 +277,7 @@ class RemoteLink:
         # run gets a fresh one.
         given = str(env_vars.get("pipeline_id") or "")
         self.pid = given if _PID_RE.match(given) else uuid.uuid4().hex[:16]
-        self.broker = config.broker or Broker(config)
+        self.broker: Broker = config.broker or Broker(config)
         self._own_broker = config.broker is None
         self.nodes: dict[int, RemoteProcessor] = {}
         self.by_name: dict[str, RemoteProcessor] = {}

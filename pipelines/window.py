@@ -1,0 +1,362 @@
+"""The window of running items of one node.
+
+It starts a batch of items eagerly (each item's first step runs in place, as the window's
+spare task, see `hosting.py`: a coroutine that finishes without suspending never becomes a
+task), owns the tasks of the items that suspend, hands back finished values (in input order
+when `ordered`), and counts drops and failures. At most `concurrency` items run at once; when
+`ordered`, results that finished behind a running item wait in the window too.
+
+Item tasks work as the workers of a pool: one that finishes an item takes the next one from
+the node's inlet itself while the window has room (no node turn, no new task in between), and
+one with nothing to do waits, parked, to be handed the next item the node starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from .errors import NodeFailed
+from .hosting import Resumed, first_step_as
+from .items import DROP, FAILED, IDLE, NOTHING, PARK, Pending, Run, host_items, run_items, settle
+from .metrics import NodeMetrics
+from .spec import NodeProperties
+
+__all__ = ["BATCH", "Window", "WindowNode"]
+
+#: Items a node takes from its inlet per turn at most (more when its concurrency is higher);
+#: also what a window holds at least of finished results while the node passes results on.
+BATCH = 256
+#: Turns a window starts plain tasks after items mostly suspended, before it tries again to
+#: run first steps in place.
+_PROBE_TURNS = 32
+
+
+class WindowNode(Protocol):
+    """What a window needs from its node."""
+
+    metrics: NodeMetrics
+    args: dict[str, Any]
+
+    @property
+    def processor_coro(self) -> Callable[..., Any]:
+        """The node's coroutine, called as ``coro(node, item, **args)``."""
+
+    def item_failed(self, item: Any, exc: BaseException) -> object:
+        """Count and report a failed item; FAILED, or raises NodeFailed (on_error "fail")."""
+
+    def guarded(self, item: tuple[Any, ...]) -> Any:
+        """One item with retries and a per-item timeout."""
+
+    def take_one(self) -> tuple[Any, ...] | None:
+        """The next item from the inlet, counted as taken, or None (none now, or the node's
+        own turn must take it)."""
+
+
+class Window:
+    """The items a node runs and the results it has not passed on yet."""
+
+    def __init__(self, node: WindowNode, props: NodeProperties,
+                 wake: Callable[[], None]) -> None:
+        self.node = node
+        self.metrics = node.metrics
+        self.fn = node.processor_coro
+        guarded = props.on_error == "retry" or props.timeout is not None
+        #: None: items are called plainly, as ``fn(node, item)``
+        self.call: Callable[[tuple[Any, ...]], Any] | None = (
+            node.guarded if guarded else self._with_args if node.args else None)
+        self.concurrency = props.concurrency
+        self.ordered = props.ordered
+        self._fail_fast = props.on_error == "fail"
+        self._wake = wake
+        #: finished results the window holds at most outside its running items
+        self._cap = max(props.concurrency, BATCH)
+        #: results the node is passing on now (they count against `_cap`)
+        self.held = 0
+        self.running = 0
+        # ordered: items in input order, running (Pending) or finished behind a running one;
+        # `_ready`: the finished front, moved out by the task that finished it
+        self._slots: deque[Any] = deque()
+        self._ready: deque[Any] = deque()
+        self._finished: list[Pending] = []  # unordered: finished, not passed on
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._parked: list[tuple[asyncio.Future[Pending | None], asyncio.Task[Any]]] = []
+        self._input_done = False
+        # a timeout binds to the current task: with one, every item owns its task from the start
+        self._can_eager = self._eager = props.timeout is None
+        self._probe = 0
+        # the spare task the next eager first step runs as, its slot, and its go-ahead
+        self._spare: asyncio.Task[Any] | None = None
+        self._spare_slot: Pending | None = None
+        self._go: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[Any] | None = None
+
+    def bind(self) -> None:
+        """Called by the node's task when it starts: first steps run in place as its stand-in."""
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+
+    # -- state ---------------------------------------------------------------------------
+    def room(self) -> int:
+        """Items the window can still start: `concurrency` less those running (and, when
+        `ordered`, less the results waiting behind one still running; unordered, less those
+        finished and not taken)."""
+        if self.ordered:
+            return self.concurrency - len(self._slots)
+        return self.concurrency - self.running - len(self._finished)
+
+    def has_ready(self) -> bool:
+        """Results (or failures) the node can take now."""
+        if not self.ordered:
+            return bool(self._finished)
+        if self._ready:
+            return True
+        slots = self._slots
+        if not slots:
+            return False
+        head = slots[0]
+        return type(head) is not Pending or head.done
+
+    @property
+    def idle(self) -> bool:
+        """Nothing running and nothing to pass on."""
+        return not (self.running or self._slots or self._ready or self._finished)
+
+    # -- results ---------------------------------------------------------------------------
+    def take_ready(self, out: list[Any]) -> None:
+        """Move the results that are ready (in input order when `ordered`) into `out`; drops
+        are counted and failures reported (raises NodeFailed for on_error "fail")."""
+        if self.ordered:
+            ready = self._ready
+            while ready:
+                self._pass(ready.popleft(), out)
+            slots = self._slots
+            while slots:
+                head = slots[0]
+                if type(head) is Pending and not head.done:
+                    break
+                self._pass(slots.popleft(), out)
+        elif self._finished:
+            batch, self._finished = self._finished, []
+            for slot in batch:
+                self._pass(slot, out)
+
+    def _pass(self, head: Any, out: list[Any]) -> None:
+        if type(head) is Pending:
+            if head.error is not None:
+                self.node.item_failed(head.item, head.error)
+                return
+            head = head.value
+        if head is DROP:
+            self.metrics.dropped += 1
+        elif head is not FAILED:
+            out.append(head)
+
+    # -- starting items ----------------------------------------------------------------------
+    def take_size(self, budget: int) -> int:
+        """How many items to take now for `start` (0: the window is full)."""
+        room = self.room()
+        if room <= 0:
+            return 0
+        # eagerly a whole batch: items that finish in place never fill the window
+        return min(budget, BATCH if self._eager else room)
+
+    def start(self, items: list[tuple[Any, ...]], out: list[Any]) -> list[tuple[Any, ...]]:
+        """Start `items` while the window has room; returns those that could not start.
+
+        Eagerly (the default): run them in place, one after the other, until one suspends; that
+        one is handed to the spare task its first step ran as, and the rest go on in place.
+        Results of items that finished go to `out` (or, ordered, behind one still running)."""
+        if not self._eager:
+            return self._spawn_all(items)
+        assert self._loop is not None and self._task is not None, "bind() first"
+        ordered, slots = self.ordered, self._slots
+        perf = time.perf_counter
+        t0 = perf()
+        in_place = suspended = pos = 0
+        n = len(items)
+        while pos < n:
+            room = self.room()
+            if room <= 0:
+                break
+            behind = ordered and bool(slots)  # results wait behind a running item
+            run = Run(items, pos, min(n, pos + room) if behind else n)
+            coro = run_items(run, self)
+            target = slots if behind else out
+            try:
+                first = first_step_as(self._loop, self._task, self._host(), coro)
+            except StopIteration:
+                first = NOTHING
+            except NodeFailed:  # what finished before the failing item leaves
+                target.extend(run.values)
+                raise
+            values = run.values
+            target.extend(values)
+            done = len(values) + run.skipped  # finished in place
+            in_place += done
+            pos += done
+            if first is not NOTHING:
+                run.detached = True
+                suspended += 1
+                slot = self._hand_over(items[pos], Resumed(coro, first))
+                pos += 1
+                if ordered:
+                    slots.append(slot)
+        if in_place:
+            m = self.metrics
+            m.lat_sum += perf() - t0
+            m.lat_n += in_place
+        if in_place < suspended:
+            # Items that mostly suspend gain nothing from the eager first step and pay for
+            # handing over to a task: start plain tasks, and try the eager way now and then.
+            self._eager, self._probe = False, _PROBE_TURNS
+        return items[pos:]
+
+    def _spawn_all(self, items: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        k = max(0, min(len(items), self.room()))
+        for item in items[:k]:
+            slot = self._spawn(item)
+            if self.ordered:
+                self._slots.append(slot)
+        self._probe -= 1
+        self._eager = self._can_eager and self._probe <= 0
+        return items[k:]
+
+    def _spawn(self, item: tuple[Any, ...]) -> Pending:
+        """A task for `item`: a parked item task if there is one, else a new one."""
+        slot = Pending(item)
+        self.running += 1
+        if self._parked:
+            fut, task = self._parked.pop()
+            slot.task = task
+            fut.set_result(slot)
+            return slot
+        assert self._loop is not None
+        task = self._loop.create_task(settle(self, slot))
+        slot.task = task
+        self._tasks.add(task)
+        return slot
+
+    def _host(self) -> asyncio.Task[None]:
+        """The spare task an eager first step runs as (a timeout the item enters binds to it,
+        not to the node's task); one serves every step until an item suspends."""
+        host = self._spare
+        if host is None or host.done():
+            assert self._loop is not None
+            self._go = self._loop.create_future()
+            self._spare_slot = Pending((), IDLE)
+            host = self._spare = self._loop.create_task(
+                host_items(self, self._spare_slot, self._go))
+        return host
+
+    def _hand_over(self, item: tuple[Any, ...], resumed: Resumed) -> Pending:
+        """Give the spare task the item that suspended in its first step."""
+        host, slot, go = self._spare, self._spare_slot, self._go
+        assert host is not None and slot is not None and go is not None
+        slot.item, slot.aw, slot.task = item, resumed, host
+        slot.start = time.perf_counter()
+        self._tasks.add(host)
+        go.set_result(None)
+        self._spare = self._spare_slot = self._go = None
+        self.running += 1
+        return slot
+
+    def end_input(self) -> None:
+        """The node's input is done: item tasks take no more, and parked ones end."""
+        self._input_done = True
+        parked, self._parked = self._parked, []
+        for fut, task in parked:
+            self._tasks.discard(task)
+            fut.set_result(None)
+
+    # -- the item tasks' side (items.ItemRunner) ------------------------------------------------
+    def _with_args(self, item: tuple[Any, ...]) -> Any:
+        return self.fn(self.node, item, **self.node.args)
+
+    def item_call(self, item: tuple[Any, ...]) -> Any:
+        call = self.call
+        return self.fn(self.node, item) if call is None else call(item)
+
+    def failed(self, item: Any, exc: BaseException) -> None:
+        self.node.item_failed(item, exc)
+
+    def settled(self, slot: Pending, more: bool) -> Any:
+        """`slot`'s item finished in its task (`more`: the task can run another). Like a worker
+        of a pool, the task then runs the next item itself when the inlet has one and the
+        window has room (returned as its new slot); else it parks (PARK) while the input is
+        not done and fewer than `concurrency` tasks exist, or ends (None)."""
+        self.running -= 1
+        m = self.metrics
+        now = time.perf_counter()
+        m.lat_sum += now - slot.start
+        m.lat_n += 1
+        news = True  # the node has something new to take
+        if self.ordered:
+            slots = self._slots
+            if slots and slots[0] is slot:
+                self._move_front()
+            else:
+                news = False  # it waits behind a running item
+        else:
+            self._finished.append(slot)
+        task = slot.task
+        if more and not self._input_done and (slot.error is None or not self._fail_fast):
+            if self.room() > 0:
+                item = self.node.take_one()
+                if item is not None:
+                    nxt = Pending(item, None, now)
+                    nxt.task = task
+                    self.running += 1
+                    if self.ordered:
+                        self._slots.append(nxt)
+                    if news:
+                        self._wake()
+                    return nxt
+            self._wake()
+            if task is not None and len(self._parked) + self.running < self.concurrency:
+                return PARK
+        else:
+            self._wake()
+        if task is not None:
+            self._tasks.discard(task)
+        return None
+
+    def _move_front(self) -> None:
+        """Move the finished front of the window out to `_ready` (making room), as much as
+        the cap on held results allows."""
+        slots, ready = self._slots, self._ready
+        cap = self._cap - self.held
+        while slots and len(ready) < cap:
+            head = slots[0]
+            if type(head) is Pending and not head.done:
+                break
+            ready.append(slots.popleft())
+
+    async def parked(self) -> Pending | None:
+        assert self._loop is not None
+        task = asyncio.current_task()
+        assert task is not None
+        fut: asyncio.Future[Pending | None] = self._loop.create_future()
+        entry = (fut, task)
+        self._parked.append(entry)
+        try:
+            return await fut
+        finally:
+            if not fut.done():
+                self._parked.remove(entry)
+
+    async def stop(self) -> None:
+        """Cancel every item task (the node ended or was cancelled) and wait for them."""
+        tasks = list(self._tasks)
+        if self._spare is not None:
+            tasks.append(self._spare)
+            self._spare = None
+        self._parked.clear()
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.wait(tasks)

@@ -1,0 +1,160 @@
+"""The window of running items (pipelines/window.py): item tasks work as the workers of a pool
+(they take the next item themselves, or park), and still keep every promise of the window:
+at most `concurrency` running, results in input order when `ordered`, the work budget, drops,
+failures, and `on_error: fail`."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from pipelines import DROP, LIBRARY_LIMITS, NodeFailed, Plumber, RunStatus
+from pipelines.processor import Processor
+
+
+async def src_range(self: Processor, output_q: Any, n: int) -> None:
+    for i in range(n):
+        await output_q.put(i)
+
+
+def chain(coro: Any, n: int, **props: Any) -> dict[str, Any]:
+    return {"nodes": {"src": {"coro": src_range, "args": {"n": n}},
+                      "w": {"coro": coro, "properties": props}},
+            "graph": {"src": ["w"], "w": None}}
+
+
+class Watch:
+    """What the items saw: the tasks they ran in, how many ran at once."""
+
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Task[Any]] = set()  # kept alive: ids are not reused
+        self.running = 0
+        self.peak = 0
+
+    async def item(self, value: int, delay: float) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.tasks.add(task)
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        try:
+            await asyncio.sleep(delay)
+        finally:
+            self.running -= 1
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+async def test_item_tasks_run_many_items_each_within_the_concurrency(ordered: bool) -> None:
+    watch = Watch()
+
+    async def slow(self: Processor, q_elt: tuple[int]) -> int:
+        await watch.item(q_elt[0], 0.001 * (q_elt[0] % 3))
+        return q_elt[0] * 10
+
+    plumber = Plumber(chain(slow, 400, concurrency=8, ordered=ordered), coro_map=lambda c: c,
+                      collect=True)
+    got = [r.value async for r in plumber.results()]
+    if ordered:
+        assert got == [i * 10 for i in range(400)]
+    else:
+        assert sorted(got) == [i * 10 for i in range(400)]
+    assert watch.peak == 8
+    # a task per item would be 400 tasks: the workers take the next item themselves
+    assert len(watch.tasks) <= 400 // 4, len(watch.tasks)
+    report = await plumber.wait()
+    assert report.nodes["w"].items_in == 400 and report.nodes["w"].items_out == 400
+
+
+async def test_a_slow_head_holds_the_ordered_window_to_its_concurrency() -> None:
+    started: list[int] = []
+    head_done = asyncio.Event()
+    started_while_head_ran: list[int] = []
+
+    async def item(self: Processor, q_elt: tuple[int]) -> int:
+        i = q_elt[0]
+        started.append(i)
+        if not head_done.is_set():
+            started_while_head_ran.append(i)
+        if i == 0:
+            await asyncio.sleep(0.2)
+            head_done.set()
+        else:
+            await asyncio.sleep(0)
+        return i
+
+    plumber = Plumber(chain(item, 100, concurrency=6), coro_map=lambda c: c, collect=True)
+    got = [r.value async for r in plumber.results()]
+    assert got == list(range(100))
+    # the head and the five behind it: finished results wait in the window, taking its room
+    assert started_while_head_ran == [0, 1, 2, 3, 4, 5]
+
+
+async def test_drops_and_failures_are_counted_when_tasks_take_items_themselves() -> None:
+    async def item(self: Processor, q_elt: tuple[int]) -> Any:
+        await asyncio.sleep(0)
+        i = q_elt[0]
+        if i % 10 == 3:
+            raise ValueError(f"bad {i}")
+        if i % 10 == 5:
+            return DROP
+        return i
+
+    plumber = Plumber(chain(item, 200, concurrency=5), coro_map=lambda c: c, collect=True)
+    got = [r.value async for r in plumber.results()]
+    assert got == [i for i in range(200) if i % 10 not in (3, 5)]
+    report = await plumber.wait()
+    node = report.nodes["w"]
+    assert node.errors == 20 and node.dropped == 20 and node.items_in == 200
+
+
+async def test_on_error_fail_stops_the_workers() -> None:
+    seen: list[int] = []
+
+    async def item(self: Processor, q_elt: tuple[int]) -> int:
+        seen.append(q_elt[0])
+        await asyncio.sleep(0.001)
+        if q_elt[0] == 30:
+            raise ValueError("stop here")
+        return q_elt[0]
+
+    plumber = Plumber(chain(item, 10_000, concurrency=4, on_error="fail"),
+                      coro_map=lambda c: c, collect=True)
+    got: list[int] = []
+    with pytest.raises(NodeFailed, match="stop here"):
+        async for r in plumber.results():
+            got.append(r.value)
+    report = await plumber.wait()
+    assert report.status is RunStatus.FAILED
+    assert report.error is not None and "stop here" in report.error.message
+    assert got == list(range(len(got))) and len(got) <= 30
+    assert len(seen) < 200  # no worker went on through the input after the failure
+
+
+async def test_the_work_budget_holds_when_tasks_take_items_themselves() -> None:
+    async def item(self: Processor, q_elt: tuple[int]) -> int:
+        await asyncio.sleep(0)
+        return q_elt[0]
+
+    spec = {"nodes": {"src": {"coro": src_range, "args": {"n": 3000}},
+                      "a": {"coro": item, "properties": {"concurrency": 16}},
+                      "b": {"coro": item, "properties": {"concurrency": 16}}},
+            "graph": {"src": ["a"], "a": ["b"], "b": None}}
+    limits = LIBRARY_LIMITS.model_copy(update={"max_pipeline_items": 2500})
+    report = await Plumber(spec, coro_map=lambda c: c, limits=limits).run()
+    assert report.status is RunStatus.FAILED and report.error is not None
+    assert report.error.code == "limit_exceeded"
+    taken = report.nodes["a"].items_in + report.nodes["b"].items_in
+    assert 2500 < taken <= 2500 + 2 * 256
+
+
+async def test_idle_item_tasks_end_with_the_input() -> None:
+    async def item(self: Processor, q_elt: tuple[int]) -> int:
+        await asyncio.sleep(0)
+        return q_elt[0]
+
+    before = len(asyncio.all_tasks())
+    report = await Plumber(chain(item, 50, concurrency=32), coro_map=lambda c: c).run()
+    assert report.status is RunStatus.COMPLETED and report.results == 50
+    assert len(asyncio.all_tasks()) == before  # no parked task is left behind
