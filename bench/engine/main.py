@@ -1,4 +1,5 @@
-"""The command line: profile, or run the workloads and print the tables and targets."""
+"""The command line: profile, count instructions, or run the workloads and print the tables and
+targets."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pstats
 import time
 from typing import Any
 
+from .instructions import count_child, report_instructions
 from .measure import LOOP, measure, measure_w4, w4_child
 from .ours import engine_available, run_engine
 from .report import Row, best_per_impl, fmt_rate, machine_info, print_header, print_rows, summarize, targets
@@ -59,6 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--top", type=int, default=35, help="rows printed by --profile")
     ap.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
                     help="event loop for every run (default: asyncio's own)")
+    ap.add_argument("--instructions", action="store_true",
+                    help="count instructions per item under valgrind's callgrind instead "
+                         "(W1, W2, W2z; load-independent; a few minutes)")
+    ap.add_argument("--count-child", metavar="IMPL", help=argparse.SUPPRESS)
+    ap.add_argument("--count-workload", help=argparse.SUPPRESS)
+    ap.add_argument("--count-n", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--w4-child", metavar="IMPL", help=argparse.SUPPRESS)
     ap.add_argument("--w4-n", type=int, default=FULL_N["W4"], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -67,11 +75,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.w4_child:
         print(json.dumps(w4_child(args.w4_child, args.w4_n)))
         return 0
+    if args.count_child:
+        count_child(args.count_child, args.count_workload, args.count_n)
+        return 0
 
     ns = {k: max(10, int(v * args.scale)) for k, v in (QUICK_N if args.quick else FULL_N).items()}
     if args.profile:
         profile_engine(args.profile, ns[args.profile], args.top)
         return 0
+    if args.instructions:
+        workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
+        return report_instructions(workloads, 10_000 if not args.quick else 1_000)
 
     rounds = args.rounds or (1 if args.quick else 3)
     impls = [i.strip() for i in args.impls.split(",") if i.strip()]
