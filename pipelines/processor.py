@@ -431,10 +431,7 @@ class OutputQueue:
             raise asyncio.QueueFull
         node = self._node
         if self._limit is not None and node.metrics.items_out >= self._limit:
-            raise LimitExceeded(
-                f"node {node.name!r}: more than {self._limit} items from one source (limit max_source_items)",
-                node=node.name,
-            )
+            raise self._over_limit()
         if self._bounds is not None and not self._fits(item):
             return
         node.metrics.items_out += 1
@@ -448,10 +445,7 @@ class OutputQueue:
         """Send a list of items at once (the fast way for sources that have them ready)."""
         node = self._node
         if self._limit is not None and node.metrics.items_out + len(items) > self._limit:
-            raise LimitExceeded(
-                f"node {node.name!r}: more than {self._limit} items from one source (limit max_source_items)",
-                node=node.name,
-            )
+            raise self._over_limit()
         await node.emit(list(items))
 
     def full(self) -> bool:

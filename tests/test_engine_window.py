@@ -149,7 +149,7 @@ async def test_the_work_budget_holds_when_tasks_take_items_themselves() -> None:
     assert 2500 < taken <= 2500 + 2 * 256
 
 
-async def test_idle_item_tasks_end_with_the_input() -> None:
+async def test_no_item_task_outlives_the_run() -> None:
     async def item(self: Processor, q_elt: tuple[int]) -> int:
         await asyncio.sleep(0)
         return q_elt[0]

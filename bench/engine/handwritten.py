@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from .workloads import (
@@ -134,35 +136,6 @@ def _qs(k: int) -> list[asyncio.Queue[Any]]:
     return [asyncio.Queue(QUEUE_SIZE) for _ in range(k)]
 
 
-async def ref_w1(n: int, acc: Acc) -> None:
-    q1, q2, q3 = _qs(3)
-    async with asyncio.TaskGroup() as tg:
-        tg.create_task(_ref_source(n, [q1]))
-        tg.create_task(_ref_stage(f_inc, q1, [q2]))
-        tg.create_task(_ref_stage(f_dbl, q2, [q3]))
-        tg.create_task(_ref_sink(q3, acc))
-
-
-async def ref_w2(n: int, acc: Acc) -> None:
-    qa, qb, qc, qm = _qs(4)
-    async with asyncio.TaskGroup() as tg:
-        tg.create_task(_ref_source(n, [qa]))
-        tg.create_task(_ref_stage(f_inc, qa, [qb, qc]))
-        tg.create_task(_ref_stage(f_dbl, qb, [qm]))
-        tg.create_task(_ref_stage(f_plus3, qc, [qm]))
-        tg.create_task(_ref_sink(qm, acc, ends=2))
-
-
-async def ref_w2z(n: int, acc: Acc) -> None:
-    qa, qb, qc, qb2, qc2 = _qs(5)
-    async with asyncio.TaskGroup() as tg:
-        tg.create_task(_ref_source(n, [qa]))
-        tg.create_task(_ref_stage(f_inc, qa, [qb, qc]))
-        tg.create_task(_ref_stage(f_dbl, qb, [qb2]))
-        tg.create_task(_ref_stage(f_plus3, qc, [qc2]))
-        tg.create_task(_ref_zip_sink(qb2, qc2, acc))
-
-
 async def _ref_w3_chain(stage: Any, n: int, acc: Acc) -> None:
     """Source, three IO stages run by `stage` (workers or task per item), sink."""
     q1, q2, q3, q4 = _qs(4)
@@ -179,14 +152,6 @@ async def ref_w3(n: int, acc: Acc) -> None:
 
 async def ref_w3_task_per_item(n: int, acc: Acc) -> None:
     await _ref_w3_chain(_ref_task_per_item, n, acc)
-
-
-async def ref_w4(n: int, acc: Acc) -> None:
-    q1, q2 = _qs(2)
-    async with asyncio.TaskGroup() as tg:
-        tg.create_task(_ref_source(n, [q1], items=True))
-        tg.create_task(_ref_stage(f_fwd, q1, [q2]))
-        tg.create_task(_ref_sink(q2, acc, slow=True))
 
 
 async def ref_w4_unbounded(n: int, acc: Acc) -> None:
@@ -259,42 +224,60 @@ async def _fast_zip_sink(qb: asyncio.Queue[Any], qc: asyncio.Queue[Any], acc: Ac
         acc.total += b + c
 
 
-async def fast_w1(n: int, acc: Acc) -> None:
+@dataclass(frozen=True)
+class _Parts:
+    """The tasks a hand-written chain is made of: plain (an await on every get and put) or
+    with the fast path."""
+
+    source: Callable[..., Awaitable[None]]
+    stage: Callable[..., Awaitable[None]]
+    sink: Callable[..., Awaitable[None]]
+    zip_sink: Callable[..., Awaitable[None]]
+
+
+_PLAIN_PARTS = _Parts(_ref_source, _ref_stage, _ref_sink, _ref_zip_sink)
+_FAST_PARTS = _Parts(_fast_source, _fast_stage, _fast_sink, _fast_zip_sink)
+
+
+async def _w1(p: _Parts, n: int, acc: Acc) -> None:
     q1, q2, q3 = _qs(3)
     async with asyncio.TaskGroup() as tg:
-        tg.create_task(_fast_source(n, [q1]))
-        tg.create_task(_fast_stage(f_inc, q1, [q2]))
-        tg.create_task(_fast_stage(f_dbl, q2, [q3]))
-        tg.create_task(_fast_sink(q3, acc))
+        tg.create_task(p.source(n, [q1]))
+        tg.create_task(p.stage(f_inc, q1, [q2]))
+        tg.create_task(p.stage(f_dbl, q2, [q3]))
+        tg.create_task(p.sink(q3, acc))
 
 
-async def fast_w2(n: int, acc: Acc) -> None:
+async def _w2(p: _Parts, n: int, acc: Acc) -> None:
     qa, qb, qc, qm = _qs(4)
     async with asyncio.TaskGroup() as tg:
-        tg.create_task(_fast_source(n, [qa]))
-        tg.create_task(_fast_stage(f_inc, qa, [qb, qc]))
-        tg.create_task(_fast_stage(f_dbl, qb, [qm]))
-        tg.create_task(_fast_stage(f_plus3, qc, [qm]))
-        tg.create_task(_fast_sink(qm, acc, ends=2))
+        tg.create_task(p.source(n, [qa]))
+        tg.create_task(p.stage(f_inc, qa, [qb, qc]))
+        tg.create_task(p.stage(f_dbl, qb, [qm]))
+        tg.create_task(p.stage(f_plus3, qc, [qm]))
+        tg.create_task(p.sink(qm, acc, ends=2))
 
 
-async def fast_w2z(n: int, acc: Acc) -> None:
+async def _w2z(p: _Parts, n: int, acc: Acc) -> None:
     qa, qb, qc, qb2, qc2 = _qs(5)
     async with asyncio.TaskGroup() as tg:
-        tg.create_task(_fast_source(n, [qa]))
-        tg.create_task(_fast_stage(f_inc, qa, [qb, qc]))
-        tg.create_task(_fast_stage(f_dbl, qb, [qb2]))
-        tg.create_task(_fast_stage(f_plus3, qc, [qc2]))
-        tg.create_task(_fast_zip_sink(qb2, qc2, acc))
+        tg.create_task(p.source(n, [qa]))
+        tg.create_task(p.stage(f_inc, qa, [qb, qc]))
+        tg.create_task(p.stage(f_dbl, qb, [qb2]))
+        tg.create_task(p.stage(f_plus3, qc, [qc2]))
+        tg.create_task(p.zip_sink(qb2, qc2, acc))
 
 
-async def fast_w4(n: int, acc: Acc) -> None:
+async def _w4(p: _Parts, n: int, acc: Acc) -> None:
     q1, q2 = _qs(2)
     async with asyncio.TaskGroup() as tg:
-        tg.create_task(_fast_source(n, [q1], items=True))
-        tg.create_task(_fast_stage(f_fwd, q1, [q2]))
-        tg.create_task(_fast_sink(q2, acc, slow=True))
+        tg.create_task(p.source(n, [q1], items=True))
+        tg.create_task(p.stage(f_fwd, q1, [q2]))
+        tg.create_task(p.sink(q2, acc, slow=True))
 
+
+ref_w1, ref_w2, ref_w2z, ref_w4 = (partial(w, _PLAIN_PARTS) for w in (_w1, _w2, _w2z, _w4))
+fast_w1, fast_w2, fast_w2z, fast_w4 = (partial(w, _FAST_PARTS) for w in (_w1, _w2, _w2z, _w4))
 
 #: the reference of each workload (W3: the worker pool, a share of ideal either way)
 REF = {"W1": fast_w1, "W2": fast_w2, "W2z": fast_w2z, "W3": ref_w3, "W4": fast_w4}

@@ -51,10 +51,7 @@ def aio_variants(workload: str) -> list[Variant]:
             for m in maps:
                 xs = xs | m
             async with xs.stream() as s:
-                async for v in s:
-                    _sink_add(workload, acc, v)
-                    if workload == "W4":
-                        await slow_pause(acc.count)
+                await _drain(workload, acc, s)
 
         return run
 
@@ -96,6 +93,14 @@ def _sync_fns(workload: str) -> list[Callable[[Any], Any]]:
     return [lambda x: x + 1, lambda x: (x * 2, x + 3)]
 
 
+async def _drain(workload: str, acc: Acc, results: Any) -> None:
+    """Count what reaches the end of a rival's stream (W4: pausing as the slow sink does)."""
+    async for v in results:
+        _sink_add(workload, acc, v)
+        if workload == "W4":
+            await slow_pause(acc.count)
+
+
 def _sink_add(workload: str, acc: Acc, v: Any) -> None:
     if workload == "W2":  # merge: both branch results are separate items
         acc.count += 2
@@ -122,10 +127,7 @@ def pypeln_variants(workload: str) -> list[Variant]:
             st: Any = agen_items(n) if workload == "W4" else agen_ints(n)
             for f in _chain_fns(workload):
                 st = pl.task.map(f, st, workers=workers, maxsize=maxsize)
-            async for v in st:
-                _sink_add(workload, acc, v)
-                if workload == "W4":
-                    await slow_pause(acc.count)
+            await _drain(workload, acc, st)
 
         return run
 
