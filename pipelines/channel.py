@@ -25,9 +25,10 @@ class Waker:
             if not fut.done():
                 fut.set_result(None)
 
-    def arm(self) -> asyncio.Future[None]:
-        """The future the next wake-up resolves (await it, then `disarm`)."""
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    def arm(self, loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Future[None]:
+        """The future the next wake-up resolves (await it, then `disarm`); `loop`: the running
+        loop, when the caller has it at hand."""
+        fut: asyncio.Future[None] = (loop or asyncio.get_running_loop()).create_future()
         self.waiting = fut
         return fut
 

@@ -59,8 +59,10 @@ class Resumed:
 
 
 def first_step_as(loop: asyncio.AbstractEventLoop, current: asyncio.Task[Any],
-                  host: asyncio.Task[Any], coro: Coroutine[Any, Any, Any]) -> Any:
-    """Run `coro`'s first step now with `host` as the current task instead of `current`.
+                  host: asyncio.Task[Any], coro: Coroutine[Any, Any, Any],
+                  value: Any = None) -> Any:
+    """Run a step of `coro` now (sending it `value`: None for its first step) with `host` as
+    the current task instead of `current`.
 
     Returns what the step yielded (the coroutine suspended) or raises StopIteration (it
     finished) or whatever it raised. `host` must not have started: it is only the identity the
@@ -69,7 +71,7 @@ def first_step_as(loop: asyncio.AbstractEventLoop, current: asyncio.Task[Any],
     leave_task(loop, current)
     enter_task(loop, host)
     try:
-        return coro.send(None)
+        return coro.send(value)
     finally:
         leave_task(loop, host)
         enter_task(loop, current)

@@ -8,30 +8,27 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Generator
 from typing import Any, Final, Protocol
 
 from .metrics import NodeMetrics
 
-__all__ = ["DROP", "FAILED", "IDLE", "NOTHING", "PARK", "ItemRunner", "Pending", "Run",
-           "host_items", "run_items", "settle"]
+__all__ = ["BETWEEN", "DROP", "FAILED", "IDLE", "PARK", "ItemRunner", "Pending", "Run",
+           "host_items", "item_raised", "next_run", "run_items", "settle"]
 
 
 class ItemRunner(Protocol):
     """What running items needs from the window that owns them."""
 
     metrics: NodeMetrics
-    #: the node's coroutine and the node passed as its first argument (the fast, plain call)
-    fn: Callable[..., Any]
+    #: how one item is called, as ``fn(node, item)``: the node's coroutine itself when it is
+    #: plain, else a function adding the node's arguments, retries and a timeout
+    fn: Callable[[Any, tuple[Any, ...]], Any]
     node: Any
-    #: the call of one item when it is not plain (arguments, retries, a timeout); None if plain
-    call: Callable[[tuple[Any, ...]], Any] | None
 
     def failed(self, item: Any, exc: BaseException) -> None:
         """Count and report a failed item (raises NodeFailed for on_error "fail")."""
-
-    def item_call(self, item: tuple[Any, ...]) -> Any:
-        """The coroutine of one item, however it is called."""
 
     def settled(self, slot: Pending, more: bool) -> Any:
         """An item that ran in a task has its outcome in `slot`: the slot of the next item the
@@ -51,67 +48,81 @@ class _Drop:
 #: Return this from a processor coroutine to pass nothing on for that item (a filter).
 DROP: Final = _Drop()
 FAILED: Final = object()  # an item whose error was counted and skipped
-NOTHING: Final = object()  # a run of items that finished without suspending
+BETWEEN: Final = object()  # the eager runner finished a run in place and waits for the next
 IDLE: Final = object()  # a host task whose run of items finished in place: nothing to do
 PARK: Final = object()  # an item task with no next item now: it waits to be handed one
 
 
 class Run:
-    """A run of items started in place: `items[start:end]`, the values that pass on, how many
-    others finished without a value (dropped or failed), and whether the run was handed over
-    to a task (it suspended)."""
+    """A run of items started in place: `items` (the run's own list: the window empties it to
+    stop the runner once an item suspends), the values that pass on, how many others finished
+    without a value (dropped or failed), and whether the run was handed over to a task."""
 
-    __slots__ = ("items", "start", "end", "values", "skipped", "detached")
+    __slots__ = ("items", "values", "skipped", "detached")
 
-    def __init__(self, items: list[tuple[Any, ...]], start: int, end: int) -> None:
+    def __init__(self, items: list[tuple[Any, ...]]) -> None:
         self.items = items
-        self.start = start
-        self.end = end
         self.values: list[Any] = []
         self.skipped = 0
         self.detached = False
 
 
+@types.coroutine
+def next_run() -> Generator[Any, Any, Run]:
+    """Suspend the eager runner between runs: `first_step_as` gets BETWEEN, and the next
+    run is sent in."""
+    run: Run = yield BETWEEN
+    return run
+
+
 async def run_items(run: Run, window: ItemRunner) -> Any:
-    """Run items one after another inside this one coroutine.
+    """The window's eager runner: run items one after another inside this one coroutine, one
+    run after another (between runs it yields BETWEEN and is sent the next; one coroutine
+    serves a node's runs until an item suspends).
 
     An item that finishes without suspending costs one `await` of its coroutine and an append;
-    nothing else is written per item. When an item suspends, the window hands this coroutine
-    over to a task (`run.detached`): it finishes that one item, returns its value, and leaves
-    the rest to the window. `run.values` gets only what passes on."""
-    node, fn, call = window.node, window.fn, window.call
-    values = run.values
-    append = values.append
-    drop = DROP
-    items = run.items
-    if run.start or run.end != len(items):
-        items = items[run.start:run.end]
-    for item in items:
-        try:
-            value = await (fn(node, item) if call is None else call(item))
-        except asyncio.CancelledError as exc:
-            task = asyncio.current_task()
-            if run.detached or task is None or task.cancelling():
-                raise
-            # The item raised CancelledError of its own (the node is not being cancelled):
-            # an item error like any other, not a silent end of the node.
-            run.skipped += 1
-            window.failed(item, exc)
-            continue
-        except Exception as exc:
-            if run.detached:
-                raise  # the task's outcome reports it, as for any item task
-            run.skipped += 1
-            window.failed(item, exc)  # counts it; raises NodeFailed for on_error "fail"
-            continue
+    nothing else is written per item, nor checked. When an item suspends, the window hands
+    this coroutine over to a task (`run.detached`) and empties `run.items`: the loop ends
+    after that one item, whose value it returns; the window runs the rest. `run.values` gets
+    only what passes on."""
+    node, fn, drop = window.node, window.fn, DROP
+    while True:
+        append = run.values.append
+        value = None
+        for item in run.items:
+            try:
+                value = await fn(node, item)
+            except BaseException as exc:
+                if not item_raised(run, window, item, exc):
+                    raise
+                continue
+            if value is drop:
+                if not run.detached:  # (a detached item's DROP is its task's outcome)
+                    run.skipped += 1
+                    window.metrics.dropped += 1
+            else:
+                append(value)
         if run.detached:
             return value
-        if value is drop:
-            run.skipped += 1
-            window.metrics.dropped += 1
-        else:
-            append(value)
-    return None
+        run = await next_run()
+
+
+def item_raised(run: Run, window: ItemRunner, item: Any, exc: BaseException) -> bool:
+    """An item of `run` raised `exc`: True when it was counted and reported (the run goes on),
+    False when the runner must raise it (it was handed over to a task, whose outcome reports
+    it; the node is being cancelled; not an error of the item). Raises NodeFailed for
+    on_error "fail"."""
+    if run.detached or not isinstance(exc, Exception | asyncio.CancelledError):
+        return False
+    if isinstance(exc, asyncio.CancelledError):
+        task = asyncio.current_task()
+        if task is None or task.cancelling():
+            return False
+        # The item raised CancelledError of its own (the node is not being cancelled): an item
+        # error like any other, not a silent end of the node.
+    run.skipped += 1
+    window.failed(item, exc)  # counts it; raises NodeFailed for on_error "fail"
+    return True
 
 
 class Pending:
@@ -156,7 +167,7 @@ async def settle(window: ItemRunner, slot: Pending) -> None:
     while True:
         more = False
         try:
-            slot.value = await (window.item_call(slot.item) if aw is None else aw)
+            slot.value = await (window.fn(window.node, slot.item) if aw is None else aw)
             more = True
         except asyncio.CancelledError:
             slot.error = asyncio.CancelledError("item task was cancelled")

@@ -82,6 +82,8 @@ class Processor:
         # another node can resolve, and the channels it waits for room in (None: for input).
         self.blocked: asyncio.Future[None] | None = None
         self.blocked_on: list[Channel] | None = None
+        #: the event loop the node runs in (set when it starts)
+        self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
 
     # -- the original's read-only surface ----------------------------------------------------
     @property
@@ -165,49 +167,74 @@ class Processor:
 
     def call(self, item: tuple[Any, ...]) -> Coroutine[Any, Any, Any]:
         """The coroutine of one item, guarded when the node's properties ask for it."""
-        props = self.properties
-        if props.on_error == "retry" or props.timeout is not None:
-            return self.guarded(item)
-        return self._processor_coro(self, item, **self.args)
+        return self.window.item_call(item)  # type: ignore[no-any-return]
 
     # -- output --------------------------------------------------------------------------------
     async def emit(self, values: list[Any]) -> None:
         """Pass `values` to every downstream node, each at its own pace (a full edge does not
         hold back the others), waiting until all have them."""
+        rest = self.pass_on(values)
+        if rest is not None:
+            await rest
+
+    def pass_on(self, values: list[Any]) -> Awaitable[None] | None:
+        """Pass on what fits now: None when every downstream node has all of `values`, else
+        the rest of `emit` to await (it waits for room)."""
         if self.max_item_bytes is not None:
             bad = oversized(values, self.max_item_bytes)
             if bad:
                 values = self.drop_oversized(values, bad)
                 if not values:
-                    return
+                    return None
         self.metrics.items_out += len(values)
         if self.sink is not None:  # an output node (it has no outlets)
-            await self.sink.deliver(self._name, values)
-            return
+            return self.sink.offer(self._name, values)
         outlets = self.outlets
         n = len(values)
         if len(outlets) == 1:
             ch = outlets[0]
             i = ch.offer(values)
-            while i < n:
-                await self._wait_for_room([ch])
-                i = ch.offer(values, i)
+            if i < n:
+                return self._emit_rest(values, [i])
             if ch.abandoned:
                 raise _Detached
-            return
-        offsets = [0] * len(outlets)
-        while True:
-            waiting = []
-            for j, ch in enumerate(outlets):
-                if offsets[j] < n:
-                    offsets[j] = ch.offer(values, offsets[j])
-                    if offsets[j] < n:
-                        waiting.append(ch)
-            if not waiting:
-                break
-            await self._wait_for_room(waiting)
+            return None
+        offsets = [ch.offer(values) for ch in outlets]
+        if any(i < n for i in offsets):
+            return self._emit_rest(values, offsets)
         if all(ch.abandoned for ch in outlets):
             raise _Detached
+        return None
+
+    async def _emit_rest(self, values: list[Any], offsets: list[int]) -> None:
+        """What `pass_on` could not place yet: wait for room on each outlet that is full (the
+        stall watchdog sees what the node waits for in `blocked` and `blocked_on`)."""
+        outlets = self.outlets
+        n = len(values)
+        waiting = outlets if len(outlets) == 1 else [
+            ch for ch, i in zip(outlets, offsets, strict=True) if i < n]
+        while waiting:
+            fut: asyncio.Future[None] = self._loop.create_future()
+            for ch in waiting:
+                ch.add_putter(fut)
+            self.blocked, self.blocked_on = fut, waiting
+            try:
+                await fut
+            finally:
+                self.blocked = self.blocked_on = None
+                for ch in waiting:
+                    ch.remove_putter(fut)
+            left = []
+            for j, ch in enumerate(outlets):
+                if offsets[j] < n:
+                    offsets[j] = i = ch.offer(values, offsets[j])
+                    if i < n:
+                        left.append(ch)
+            waiting = left
+        for ch in outlets:
+            if not ch.abandoned:
+                return
+        raise _Detached  # every downstream node is gone
 
     def drop_oversized(self, values: list[Any], bad: list[int]) -> list[Any]:
         """`values` without the ones over `max_item_bytes`, each reported as an item error."""
@@ -223,21 +250,9 @@ class Processor:
         skip = set(bad)
         return [v for i, v in enumerate(values) if i not in skip]
 
-    async def _wait_for_room(self, channels: list[Channel]) -> None:
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        for ch in channels:
-            ch.add_putter(fut)
-        self.blocked, self.blocked_on = fut, channels
-        try:
-            await fut
-        finally:
-            self.blocked = self.blocked_on = None
-            for ch in channels:
-                ch.remove_putter(fut)
-
     async def wait_for_input(self) -> None:
         """Wait until the waker is called: items arrived, an input ended, an item finished."""
-        fut = self._waker.arm()
+        fut = self._waker.arm(self._loop)
         if not self.inflight:
             self.blocked = fut
         try:
@@ -280,7 +295,7 @@ class Processor:
         """Start new items while the window has room, at most a batch per turn; True when the
         input is done (and the inlet finished)."""
         window = self.window
-        budget = max(self.properties.concurrency, BATCH)
+        budget = window.per_turn
         while budget > 0:
             k = window.take_size(budget)
             items = inlet.take(k) if k > 0 else []
@@ -319,6 +334,7 @@ class Processor:
     async def run(self) -> None:
         """Process items until the input ends and every item has left, then close the outputs."""
         assert self.inlet is not None, "a processor needs an inlet (built by the Plumber)"
+        self._loop = asyncio.get_running_loop()
         self.window = Window(self, self.properties, self._waker)
         self.window.bind()
         m = self.metrics
@@ -345,7 +361,7 @@ class Processor:
         """The node's loop: take ready results, take new items, pass results on; end when the
         input and the window are done. (A node of another kind, such as one whose items run on
         a worker pool, overrides this.)"""
-        window = self.window
+        window, waker, loop = self.window, self._waker, self._loop
         input_done = False
         while True:
             out: list[Any] = []
@@ -357,18 +373,27 @@ class Processor:
             except NodeFailed as exc:
                 failure = exc  # on_error "fail": results finished before the failing item leave
             if out:
-                window.held = len(out)
-                try:
-                    await self.emit(out)  # may wait: backpressure
-                finally:
-                    window.held = 0
+                rest = self.pass_on(out)
+                if rest is not None:  # a downstream edge is full: wait (backpressure)
+                    window.held = len(out)
+                    try:
+                        await rest
+                    finally:
+                        window.held = 0
             if failure is not None:
                 raise failure
             if input_done and window.idle:
                 self.close_outputs()
                 return
-            if self._idle(inlet, input_done):
-                await self.wait_for_input()
+            if self._idle(inlet, input_done):  # wait for the waker (as wait_for_input)
+                fut = waker.arm(loop)
+                if not window.running:
+                    self.blocked = fut
+                try:
+                    await fut
+                finally:
+                    waker.disarm()
+                    self.blocked = None
 
 
 class OutputQueue:
@@ -403,6 +428,14 @@ class OutputQueue:
             self._node.drop_oversized([item], [0])
             return False
         return True
+
+    @staticmethod
+    def make(node: InputProcessor, limit: int | None) -> OutputQueue:
+        """The queue for `node`'s coroutine: the plain one for the usual source (one downstream
+        node, no cap on its items or their size), else the one that checks them."""
+        if len(node.outlets) == 1 and limit is None and node.max_item_bytes is None:
+            return _PlainOutputQueue(node, limit)
+        return OutputQueue(node, limit)
 
     def put(self, item: Any) -> Awaitable[None]:
         """Send one item downstream: ``await queue.put(item)``, which waits while a downstream
@@ -463,6 +496,21 @@ class OutputQueue:
         return min((ch.maxsize for ch in self._outlets), default=0)
 
 
+class _PlainOutputQueue(OutputQueue):
+    """The queue of the usual source: one downstream node, no cap on its items or their size;
+    a put checks nothing but room."""
+
+    __slots__ = ()
+
+    def put(self, item: Any) -> Awaitable[None]:
+        if self._one.offer_one(item):  # type: ignore[union-attr]
+            self._metrics.items_out += 1
+            return self._done
+        # the edge is full (wait for room) or its consumer is gone (handled there)
+        rest = self._node.pass_on([item])
+        return self._done if rest is None else rest
+
+
 class InputProcessor(Processor):
     """A source node: its coroutine gets an output queue, puts items in it, and returns at the end.
 
@@ -484,7 +532,8 @@ class InputProcessor(Processor):
         m = self.metrics
         m.status = "running"
         m.started = time.monotonic()
-        queue = OutputQueue(self, self.max_items)
+        self._loop = asyncio.get_running_loop()
+        queue = OutputQueue.make(self, self.max_items)
         try:
             await self._processor_coro(self, queue, **self.args)
         except _Detached:

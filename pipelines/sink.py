@@ -6,6 +6,7 @@ or only a count when it does not.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 
 from .channel import Channel
@@ -22,9 +23,20 @@ class ResultSink:
         self.count = 0
 
     async def deliver(self, node: str, values: list[Any]) -> None:
+        rest = self.offer(node, values)
+        if rest is not None:
+            await rest
+
+    def offer(self, node: str, values: list[Any]) -> Awaitable[None] | None:
+        """Deliver what fits now: None when all of `values` went, else the rest to await (it
+        waits for room)."""
         self.count += len(values)
-        if self.channel is not None:
-            await self.channel.put_many([(node, v) for v in values])
+        ch = self.channel
+        if ch is None:
+            return None
+        pairs = [(node, v) for v in values]
+        i = ch.offer(pairs)
+        return ch.put_many(pairs[i:]) if i < len(pairs) else None
 
     def deliver_nowait(self, node: str, values: list[Any]) -> None:
         """Deliver `values` now: the caller checked that the sink is not `full()`; what does

@@ -16,12 +16,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 from .errors import NodeFailed
 from .hosting import Resumed, first_step_as
-from .items import DROP, FAILED, IDLE, NOTHING, PARK, Pending, Run, host_items, run_items, settle
+from .items import BETWEEN, DROP, FAILED, IDLE, PARK, Pending, Run, host_items, run_items, settle
 from .metrics import NodeMetrics
 from .spec import NodeProperties
 
@@ -56,6 +56,14 @@ class WindowNode(Protocol):
         own turn must take it)."""
 
 
+def _guarded(node: WindowNode, item: tuple[Any, ...]) -> Any:
+    return node.guarded(item)
+
+
+def _with_args(node: WindowNode, item: tuple[Any, ...]) -> Any:
+    return node.processor_coro(node, item, **node.args)
+
+
 class Window:
     """The items a node runs and the results it has not passed on yet."""
 
@@ -63,17 +71,18 @@ class Window:
                  wake: Callable[[], None]) -> None:
         self.node = node
         self.metrics = node.metrics
-        self.fn = node.processor_coro
         guarded = props.on_error == "retry" or props.timeout is not None
-        #: None: items are called plainly, as ``fn(node, item)``
-        self.call: Callable[[tuple[Any, ...]], Any] | None = (
-            node.guarded if guarded else self._with_args if node.args else None)
+        #: how one item is called, as ``fn(node, item)`` (see items.ItemRunner)
+        self.fn: Callable[[Any, tuple[Any, ...]], Any] = (
+            _guarded if guarded else _with_args if node.args else node.processor_coro)
         self.concurrency = props.concurrency
         self.ordered = props.ordered
         self._fail_fast = props.on_error == "fail"
         self._wake = wake
+        #: items the node takes from its inlet per turn at most
+        self.per_turn = max(props.concurrency, BATCH)
         #: finished results the window holds at most outside its running items
-        self._cap = max(props.concurrency, BATCH)
+        self._cap = self.per_turn
         #: results the node is passing on now (they count against `_cap`)
         self.held = 0
         self.running = 0
@@ -92,6 +101,8 @@ class Window:
         self._spare: asyncio.Task[Any] | None = None
         self._spare_slot: Pending | None = None
         self._go: asyncio.Future[None] | None = None
+        #: the eager runner (items.run_items), between runs; None until the next run makes one
+        self._runner: Coroutine[Any, Any, Any] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[Any] | None = None
 
@@ -184,25 +195,35 @@ class Window:
             if room <= 0:
                 break
             behind = ordered and bool(slots)  # results wait behind a running item
-            run = Run(items, pos, min(n, pos + room) if behind else n)
-            coro = run_items(run, self)
+            end = min(n, pos + room) if behind else n
+            run = Run(items if pos == 0 and end == n else items[pos:end])
+            runner = self._runner
+            if runner is None:  # a new runner starts with its first run
+                runner = self._runner = run_items(run, self)
+                send = None
+            else:
+                send = run
             target = slots if behind else out
             try:
-                first = first_step_as(self._loop, self._task, self._host(), coro)
-            except StopIteration:
-                first = NOTHING
-            except NodeFailed:  # what finished before the failing item leaves
-                target.extend(run.values)
+                first = first_step_as(self._loop, self._task, self._host(), runner, send)
+            except BaseException as exc:
+                self._runner = None  # it ended with what it raised
+                if isinstance(exc, NodeFailed):  # what finished before the failing item leaves
+                    target.extend(run.values)
                 raise
             values = run.values
             target.extend(values)
             done = len(values) + run.skipped  # finished in place
             in_place += done
             pos += done
-            if first is not NOTHING:
+            if first is not BETWEEN:
                 run.detached = True
+                if run.items is items:
+                    items = items[:]  # the runner's list is emptied next; keep the batch
+                run.items.clear()  # the runner ends after the item that suspended
+                self._runner = None  # it now runs that item, as the item's task
                 suspended += 1
-                slot = self._hand_over(items[pos], Resumed(coro, first))
+                slot = self._hand_over(items[pos], Resumed(runner, first))
                 pos += 1
                 if ordered:
                     slots.append(slot)
@@ -274,12 +295,9 @@ class Window:
             fut.set_result(None)
 
     # -- the item tasks' side (items.ItemRunner) ------------------------------------------------
-    def _with_args(self, item: tuple[Any, ...]) -> Any:
-        return self.fn(self.node, item, **self.node.args)
-
     def item_call(self, item: tuple[Any, ...]) -> Any:
-        call = self.call
-        return self.fn(self.node, item) if call is None else call(item)
+        """The coroutine of one item, however it is called."""
+        return self.fn(self.node, item)
 
     def failed(self, item: Any, exc: BaseException) -> None:
         self.node.item_failed(item, exc)
@@ -356,6 +374,9 @@ class Window:
             tasks.append(self._spare)
             self._spare = None
         self._parked.clear()
+        if self._runner is not None:
+            self._runner.close()
+            self._runner = None
         for t in tasks:
             t.cancel()
         if tasks:
