@@ -269,15 +269,6 @@ class Processor:
             self.sink.close()
 
     # -- input ---------------------------------------------------------------------------------
-    def _count_in(self, n: int) -> None:
-        """`n` items were taken from the inlet: count them (and against the work budget)."""
-        self.metrics.items_in += n
-        work = self.work
-        if work is not None:
-            work.items += n
-            if work.items > work.limit:
-                raise work.exceeded(self._name)
-
     def take_one(self) -> tuple[Any, ...] | None:
         """The next item for an item task that finished (see `Window.settled`), or None:
         none now, or the work budget is spent (the node's own turn reports that)."""
@@ -294,7 +285,7 @@ class Processor:
     def _take_new(self, inlet: Inlet, out: list[Any]) -> bool:
         """Start new items while the window has room, at most a batch per turn; True when the
         input is done (and the inlet finished)."""
-        window = self.window
+        window, m, work = self.window, self.metrics, self.work
         budget = window.per_turn
         while budget > 0:
             k = window.take_size(budget)
@@ -306,7 +297,11 @@ class Processor:
                     return True
                 return False
             n = len(items)
-            self._count_in(n)
+            m.items_in += n
+            if work is not None:  # the pipeline's budget of items taken by all nodes
+                work.items += n
+                if work.items > work.limit:
+                    raise work.exceeded(self._name)
             budget -= n
             left = window.start(items, out)
             if left:  # the window is full: back to the inlet, where they were
@@ -326,9 +321,9 @@ class Processor:
             return False
         if input_done:
             return True  # items still run: wait for them
-        if inlet.exhausted:
-            return False  # the next turn ends the input
-        return not inlet.ready() or window.room() <= 0
+        if inlet.ready():
+            return window.room() <= 0
+        return not inlet.exhausted  # (exhausted: the next turn ends the input)
 
     # -- the run loop ----------------------------------------------------------------------------
     async def run(self) -> None:
@@ -386,14 +381,13 @@ class Processor:
                 self.close_outputs()
                 return
             if self._idle(inlet, input_done):  # wait for the waker (as wait_for_input)
-                fut = waker.arm(loop)
+                waker.waiting = fut = loop.create_future()
                 if not window.running:
                     self.blocked = fut
                 try:
                     await fut
                 finally:
-                    waker.disarm()
-                    self.blocked = None
+                    waker.waiting = self.blocked = None
 
 
 class OutputQueue:

@@ -103,13 +103,15 @@ class Window:
         self._go: asyncio.Future[None] | None = None
         #: the eager runner (items.run_items), between runs; None until the next run makes one
         self._runner: Coroutine[Any, Any, Any] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task[Any] | None = None
+        # the node's loop and task: set by `bind`, which the node calls before anything else
+        self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        self._task: asyncio.Task[Any] = None  # type: ignore[assignment]
 
     def bind(self) -> None:
         """Called by the node's task when it starts: first steps run in place as its stand-in."""
-        self._loop = asyncio.get_running_loop()
-        self._task = asyncio.current_task()
+        task = asyncio.current_task()
+        assert task is not None, "a window runs in its node's task"
+        self._loop, self._task = asyncio.get_running_loop(), task
 
     # -- state ---------------------------------------------------------------------------
     def room(self) -> int:
@@ -184,26 +186,26 @@ class Window:
         Results of items that finished go to `out` (or, ordered, behind one still running)."""
         if not self._eager:
             return self._spawn_all(items)
-        assert self._loop is not None and self._task is not None, "bind() first"
-        ordered, slots = self.ordered, self._slots
-        perf = time.perf_counter
-        t0 = perf()
+        t0 = time.perf_counter()
         in_place = suspended = pos = 0
         n = len(items)
         while pos < n:
             room = self.room()
             if room <= 0:
                 break
-            behind = ordered and bool(slots)  # results wait behind a running item
-            end = min(n, pos + room) if behind else n
-            run = Run(items if pos == 0 and end == n else items[pos:end])
+            target: list[Any] | deque[Any]
+            if self.ordered and self._slots:  # results wait behind a running item
+                target = self._slots
+                run = Run(items[pos:min(n, pos + room)])
+            else:
+                target = out
+                run = Run(items[pos:] if pos else items)
             runner = self._runner
             if runner is None:  # a new runner starts with its first run
                 runner = self._runner = run_items(run, self)
                 send = None
             else:
                 send = run
-            target = slots if behind else out
             try:
                 first = first_step_as(self._loop, self._task, self._host(), runner, send)
             except BaseException as exc:
@@ -225,11 +227,11 @@ class Window:
                 suspended += 1
                 slot = self._hand_over(items[pos], Resumed(runner, first))
                 pos += 1
-                if ordered:
-                    slots.append(slot)
+                if self.ordered:
+                    self._slots.append(slot)
         if in_place:
             m = self.metrics
-            m.lat_sum += perf() - t0
+            m.lat_sum += time.perf_counter() - t0
             m.lat_n += in_place
         if in_place < suspended:
             # Items that mostly suspend gain nothing from the eager first step and pay for
@@ -256,7 +258,6 @@ class Window:
             slot.task = task
             fut.set_result(slot)
             return slot
-        assert self._loop is not None
         task = self._loop.create_task(settle(self, slot))
         slot.task = task
         self._tasks.add(task)
@@ -267,7 +268,6 @@ class Window:
         not to the node's task); one serves every step until an item suspends."""
         host = self._spare
         if host is None or host.done():
-            assert self._loop is not None
             self._go = self._loop.create_future()
             self._spare_slot = Pending((), IDLE)
             host = self._spare = self._loop.create_task(
@@ -355,7 +355,6 @@ class Window:
             ready.append(slots.popleft())
 
     async def parked(self) -> Pending | None:
-        assert self._loop is not None
         task = asyncio.current_task()
         assert task is not None
         fut: asyncio.Future[Pending | None] = self._loop.create_future()
