@@ -146,15 +146,17 @@ class Channel:
         wake-up here."""
         self.wake = wake
 
-    def take(self, n: int) -> list[Any]:
-        """Remove and return up to `n` items (never waits)."""
+    def take(self, n: int, as_tuples: bool = False) -> list[Any]:
+        """Remove and return up to `n` items (never waits); `as_tuples`: each as a 1-tuple
+        (built in C as they leave, which a node's inlet wants)."""
         buf = self.buf
         if n >= len(buf):
-            items = list(buf)
+            items = list(zip(buf)) if as_tuples else list(buf)
             buf.clear()
         else:
             popleft = buf.popleft
-            items = [popleft() for _ in range(n)]
+            items = [(popleft(),) for _ in range(n)] if as_tuples else [
+                popleft() for _ in range(n)]
         if self._putters and items:
             self._wake_putters()
         return items

@@ -18,7 +18,7 @@ class MergeInlet:
         self.channel = channel
 
     def take(self, n: int) -> list[tuple[Any, ...]]:
-        return list(zip(self.channel.take(n)))  # 1-tuples, built in C
+        return self.channel.take(n, as_tuples=True)
 
     def take_one(self) -> tuple[Any, ...] | None:
         """The next item, or None when there is none now."""

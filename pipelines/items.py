@@ -92,16 +92,16 @@ async def run_items(run: Run, window: ItemRunner) -> Any:
         for item in run.items:
             try:
                 value = await fn(node, item)
+                if value is not drop:
+                    append(value)
+                    continue
             except BaseException as exc:
                 if not item_raised(run, window, item, exc):
                     raise
                 continue
-            if value is drop:
-                if not run.detached:  # (a detached item's DROP is its task's outcome)
-                    run.skipped += 1
-                    window.metrics.dropped += 1
-            else:
-                append(value)
+            if not run.detached:  # DROP (a detached item's DROP is its task's outcome)
+                run.skipped += 1
+                window.metrics.dropped += 1
         if run.detached:
             return value
         run = await next_run()

@@ -33,6 +33,8 @@ BATCH = 256
 #: Turns a window starts plain tasks after items mostly suspended, before it tries again to
 #: run first steps in place.
 _PROBE_TURNS = 32
+#: Items run in place are timed (for the latency metric) on one turn in this many.
+_TIMED = 8
 
 
 class WindowNode(Protocol):
@@ -101,6 +103,8 @@ class Window:
         self._spare: asyncio.Task[Any] | None = None
         self._spare_slot: Pending | None = None
         self._go: asyncio.Future[None] | None = None
+        self._run = Run([])
+        self._turns = 0
         #: the eager runner (items.run_items), between runs; None until the next run makes one
         self._runner: Coroutine[Any, Any, Any] | None = None
         # the node's loop and task: set by `bind`, which the node calls before anything else
@@ -186,7 +190,11 @@ class Window:
         Results of items that finished go to `out` (or, ordered, behind one still running)."""
         if not self._eager:
             return self._spawn_all(items)
-        t0 = time.perf_counter()
+        # the latency of items run in place is timed on one turn in _TIMED (a clock read costs
+        # as much as a few items here)
+        timed = not self._turns % _TIMED
+        self._turns += 1
+        t0 = time.perf_counter() if timed else 0.0
         in_place = suspended = pos = 0
         n = len(items)
         while pos < n:
@@ -196,18 +204,23 @@ class Window:
             target: list[Any] | deque[Any]
             if self.ordered and self._slots:  # results wait behind a running item
                 target = self._slots
-                run = Run(items[pos:min(n, pos + room)])
+                todo = items[pos:min(n, pos + room)]
             else:
                 target = out
-                run = Run(items[pos:] if pos else items)
+                todo = items[pos:] if pos else items
+            run = self._run  # one Run serves every run until one is handed over
+            run.items, run.values, run.skipped = todo, [], 0
             runner = self._runner
             if runner is None:  # a new runner starts with its first run
                 runner = self._runner = run_items(run, self)
                 send = None
             else:
                 send = run
+            host = self._spare
+            if host is None or host.done():  # (done: an item cancelled it as its own task)
+                host = self._new_host()
             try:
-                first = first_step_as(self._loop, self._task, self._host(), runner, send)
+                first = first_step_as(self._loop, self._task, host, runner, send)
             except BaseException as exc:
                 self._runner = None  # it ended with what it raised
                 if isinstance(exc, NodeFailed):  # what finished before the failing item leaves
@@ -220,6 +233,7 @@ class Window:
             pos += done
             if first is not BETWEEN:
                 run.detached = True
+                self._run = Run([])  # that one stays with the runner
                 if run.items is items:
                     items = items[:]  # the runner's list is emptied next; keep the batch
                 run.items.clear()  # the runner ends after the item that suspended
@@ -229,7 +243,7 @@ class Window:
                 pos += 1
                 if self.ordered:
                     self._slots.append(slot)
-        if in_place:
+        if in_place and timed:
             m = self.metrics
             m.lat_sum += time.perf_counter() - t0
             m.lat_n += in_place
@@ -263,15 +277,12 @@ class Window:
         self._tasks.add(task)
         return slot
 
-    def _host(self) -> asyncio.Task[None]:
-        """The spare task an eager first step runs as (a timeout the item enters binds to it,
-        not to the node's task); one serves every step until an item suspends."""
-        host = self._spare
-        if host is None or host.done():
-            self._go = self._loop.create_future()
-            self._spare_slot = Pending((), IDLE)
-            host = self._spare = self._loop.create_task(
-                host_items(self, self._spare_slot, self._go))
+    def _new_host(self) -> asyncio.Task[None]:
+        """A spare task for eager first steps to run as (a timeout the item enters binds to
+        it, not to the node's task); one serves every step until an item suspends."""
+        self._go = self._loop.create_future()
+        self._spare_slot = Pending((), IDLE)
+        host = self._spare = self._loop.create_task(host_items(self, self._spare_slot, self._go))
         return host
 
     def _hand_over(self, item: tuple[Any, ...], resumed: Resumed) -> Pending:
