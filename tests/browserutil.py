@@ -8,9 +8,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
 
-__all__ = ["CHROMIUM", "LAUNCH_ARGS", "launched_chromium", "require_chromium"]
+__all__ = ["CHROMIUM", "LAUNCH_ARGS", "connected_page", "launched_chromium", "open_page",
+           "require_chromium"]
 
 CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = [
@@ -43,3 +44,38 @@ async def launched_chromium() -> AsyncIterator[Browser]:
             yield browser
         finally:
             await browser.close()
+
+
+async def open_page(browser: Browser, base_url: str, viewport: dict[str, int],
+                    path: str = "/") -> tuple[Page, list[str]]:
+    """The page at `path` in a new context, connected to the server, and the list its console
+    errors and uncaught exceptions go to (close it with ``page.context.close()``)."""
+    context = await browser.new_context(viewport=viewport, base_url=base_url)  # type: ignore[arg-type]
+    page = await context.new_page()
+    problems: list[str] = []
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            problems.append(f"console error: {message.text} ({message.location})")
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda exc: problems.append(f"uncaught: {exc}"))
+    try:
+        await page.goto(path)
+        await expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
+    except BaseException:
+        await context.close()
+        raise
+    return page, problems
+
+
+@asynccontextmanager
+async def connected_page(browser: Browser, base_url: str, viewport: dict[str, int],
+                         path: str = "/") -> AsyncIterator[Page]:
+    """`open_page` for the length of a test: no console error may have been logged by its end."""
+    page, problems = await open_page(browser, base_url, viewport, path)
+    try:
+        yield page
+        assert problems == [], problems
+    finally:
+        await page.context.close()

@@ -15,11 +15,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import browserutil
 import pytest
 import pytest_asyncio
 import yaml
 from browserutil import launched_chromium
-from playwright.async_api import Browser, ConsoleMessage, Page, expect
+from playwright.async_api import Browser, Page, expect
 from serverutil import serve
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.browser]
@@ -46,18 +47,8 @@ async def browser() -> AsyncIterator[Browser]:
 async def open_page(
     browser: Browser, base_url: str, viewport: dict[str, int], path: str = "/"
 ) -> tuple[Page, list[str]]:
-    context = await browser.new_context(viewport=viewport, base_url=base_url)  # type: ignore[arg-type]
-    page = await context.new_page()
-    problems: list[str] = []
-
-    def on_console(message: ConsoleMessage) -> None:
-        if message.type == "error":
-            problems.append(f"console error: {message.text} ({message.location})")
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda exc: problems.append(f"uncaught: {exc}"))
-    await page.goto(path)
-    await expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
+    """The editor's page, connected, its palette filled (and its console's problems)."""
+    page, problems = await browserutil.open_page(browser, base_url, viewport, path)
     await expect(page.locator("#palette li[data-coro]").first).to_be_visible()
     return page, problems
 

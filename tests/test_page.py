@@ -22,10 +22,9 @@ import aiohttp
 import pytest
 import pytest_asyncio
 from aiohttp import web
-from browserutil import launched_chromium
+from browserutil import connected_page, launched_chromium
 from playwright.async_api import (
     Browser,
-    ConsoleMessage,
     Dialog,
     Page,
     expect,
@@ -72,23 +71,8 @@ async def browser() -> AsyncIterator[Browser]:
 @pytest_asyncio.fixture(loop_scope="module")
 async def page(browser: Browser, base_url: str) -> AsyncIterator[Page]:
     """The page, loaded and connected; after the test, no console error may have been logged."""
-    context = await browser.new_context(viewport=VIEWPORT, base_url=base_url)
-    page = await context.new_page()
-    problems: list[str] = []
-
-    def on_console(message: ConsoleMessage) -> None:
-        if message.type == "error":
-            problems.append(f"console error: {message.text} ({message.location})")
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda exc: problems.append(f"uncaught: {exc}"))
-    try:
-        await page.goto("/")
-        await expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
+    async with connected_page(browser, base_url, VIEWPORT) as page:
         yield page
-        assert problems == [], problems
-    finally:
-        await context.close()
 
 
 async def registry(base_url: str) -> list[dict[str, Any]]:

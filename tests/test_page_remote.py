@@ -14,9 +14,9 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
-from browserutil import launched_chromium
+from browserutil import connected_page, launched_chromium
 from natsutil import NatsServer, Workers, nats_server
-from playwright.async_api import Browser, ConsoleMessage, Page, expect
+from playwright.async_api import Browser, Page, expect
 from serverutil import serving
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.browser, pytest.mark.timeout(180)]
@@ -52,23 +52,9 @@ async def browser() -> AsyncIterator[Browser]:
 
 @pytest_asyncio.fixture(loop_scope="module")
 async def page(browser: Browser, base_url: str) -> AsyncIterator[Page]:
-    context = await browser.new_context(viewport={"width": 1440, "height": 900}, base_url=base_url)
-    page = await context.new_page()
-    problems: list[str] = []
-
-    def on_console(message: ConsoleMessage) -> None:
-        if message.type == "error":
-            problems.append(f"console error: {message.text} ({message.location})")
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda exc: problems.append(f"uncaught: {exc}"))
-    try:
-        await page.goto(f"/#token={TOKEN}")
-        await expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
+    async with connected_page(browser, base_url, {"width": 1440, "height": 900},
+                              f"/#token={TOKEN}") as page:
         yield page
-        assert problems == [], problems
-    finally:
-        await context.close()
 
 
 def pool_spec() -> dict[str, Any]:
