@@ -206,24 +206,28 @@ class Processor:
             raise _Detached
         return None
 
-    async def _emit_rest(self, values: list[Any], offsets: list[int]) -> None:
-        """What `pass_on` could not place yet: wait for room on each outlet that is full (the
+    async def wait_for_room(self, channels: list[Channel]) -> None:
+        """Wait until one of `channels` (full) has room again, or its consumer is gone (the
         stall watchdog sees what the node waits for in `blocked` and `blocked_on`)."""
+        fut: asyncio.Future[None] = self._loop.create_future()
+        for ch in channels:
+            ch.add_putter(fut)
+        self.blocked, self.blocked_on = fut, channels
+        try:
+            await fut
+        finally:
+            self.blocked = self.blocked_on = None
+            for ch in channels:
+                ch.remove_putter(fut)
+
+    async def _emit_rest(self, values: list[Any], offsets: list[int]) -> None:
+        """What `pass_on` could not place yet: wait for room on each outlet that is full."""
         outlets = self.outlets
         n = len(values)
         waiting = outlets if len(outlets) == 1 else [
             ch for ch, i in zip(outlets, offsets, strict=True) if i < n]
         while waiting:
-            fut: asyncio.Future[None] = self._loop.create_future()
-            for ch in waiting:
-                ch.add_putter(fut)
-            self.blocked, self.blocked_on = fut, waiting
-            try:
-                await fut
-            finally:
-                self.blocked = self.blocked_on = None
-                for ch in waiting:
-                    ch.remove_putter(fut)
+            await self.wait_for_room(waiting)
             left = []
             for j, ch in enumerate(outlets):
                 if offsets[j] < n:
@@ -500,9 +504,19 @@ class _PlainOutputQueue(OutputQueue):
         if self._one.offer_one(item):  # type: ignore[union-attr]
             self._metrics.items_out += 1
             return self._done
-        # the edge is full (wait for room) or its consumer is gone (handled there)
-        rest = self._node.pass_on([item])
-        return self._done if rest is None else rest
+        return self._put_when_room(item)
+
+    async def _put_when_room(self, item: Any) -> None:
+        """The edge is full: wait for room, then put (its consumer gone: the node's `emit`
+        drops the item and ends the source)."""
+        ch, node = self._one, self._node
+        assert ch is not None
+        while not ch.abandoned:
+            await node.wait_for_room(self._outlets)
+            if ch.offer_one(item):
+                self._metrics.items_out += 1
+                return
+        await node.emit([item])
 
 
 class InputProcessor(Processor):
