@@ -153,6 +153,8 @@ class Channel:
         if n >= len(buf):
             items = list(zip(buf)) if as_tuples else list(buf)
             buf.clear()
+        elif n == 1:  # (an item task taking its next item)
+            items = [(buf.popleft(),) if as_tuples else buf.popleft()]
         else:
             popleft = buf.popleft
             items = [(popleft(),) for _ in range(n)] if as_tuples else [

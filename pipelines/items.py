@@ -7,7 +7,6 @@ imports neither the window nor the node."""
 from __future__ import annotations
 
 import asyncio
-import time
 import types
 from collections.abc import Callable, Generator
 from typing import Any, Final, Protocol
@@ -126,18 +125,19 @@ def item_raised(run: Run, window: ItemRunner, item: Any, exc: BaseException) -> 
 
 
 class Pending:
-    """An item running in a task: its slot in the window, then its outcome."""
+    """An item running in a task: its slot in the window, then its outcome (`start`: when it
+    started, for the latency metric, on the items the window times; else 0.0)."""
 
     __slots__ = ("item", "task", "aw", "done", "value", "error", "start")
 
-    def __init__(self, item: tuple[Any, ...], aw: Any = None, start: float | None = None) -> None:
+    def __init__(self, item: tuple[Any, ...], aw: Any = None, start: float = 0.0) -> None:
         self.item = item
         self.task: asyncio.Task[None] | None = None
         self.aw = aw  # what the task awaits: None (start the item), Resumed, or IDLE
         self.done = False
         self.value: Any = None
         self.error: BaseException | None = None
-        self.start = time.perf_counter() if start is None else start
+        self.start = start  # when it started (perf_counter), or 0.0: not timed
 
 
 async def host_items(window: ItemRunner, slot: Pending, ready: asyncio.Future[None]) -> None:

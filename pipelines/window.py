@@ -33,7 +33,8 @@ BATCH = 256
 #: Turns a window starts plain tasks after items mostly suspended, before it tries again to
 #: run first steps in place.
 _PROBE_TURNS = 32
-#: Items run in place are timed (for the latency metric) on one turn in this many.
+#: Items are timed for the latency metric on one turn in this many (those run in place) and
+#: one item in this many (those run in tasks).
 _TIMED = 8
 
 
@@ -105,6 +106,7 @@ class Window:
         self._go: asyncio.Future[None] | None = None
         self._run = Run([])
         self._turns = 0
+        self._ticks = _TIMED - 1  # the first item started in a task is timed
         #: the eager runner (items.run_items), between runs; None until the next run makes one
         self._runner: Coroutine[Any, Any, Any] | None = None
         # the node's loop and task: set by `bind`, which the node calls before anything else
@@ -265,7 +267,7 @@ class Window:
 
     def _spawn(self, item: tuple[Any, ...]) -> Pending:
         """A task for `item`: a parked item task if there is one, else a new one."""
-        slot = Pending(item)
+        slot = Pending(item, None, self._clock())
         self.running += 1
         if self._parked:
             fut, task = self._parked.pop()
@@ -276,6 +278,12 @@ class Window:
         slot.task = task
         self._tasks.add(task)
         return slot
+
+    def _clock(self) -> float:
+        """The start time of an item that runs in a task, for the latency metric: one item in
+        _TIMED is timed (a clock read costs about as much as running a quick item), else 0.0."""
+        self._ticks = ticks = (self._ticks + 1) % _TIMED
+        return 0.0 if ticks else time.perf_counter()
 
     def _new_host(self) -> asyncio.Task[None]:
         """A spare task for eager first steps to run as (a timeout the item enters binds to
@@ -290,7 +298,7 @@ class Window:
         host, slot, go = self._spare, self._spare_slot, self._go
         assert host is not None and slot is not None and go is not None
         slot.item, slot.aw, slot.task = item, resumed, host
-        slot.start = time.perf_counter()
+        slot.start = self._clock()
         self._tasks.add(host)
         go.set_result(None)
         self._spare = self._spare_slot = self._go = None
@@ -319,10 +327,10 @@ class Window:
         window has room (returned as its new slot); else it parks (PARK) while the input is
         not done and fewer than `concurrency` tasks exist, or ends (None)."""
         self.running -= 1
-        m = self.metrics
-        now = time.perf_counter()
-        m.lat_sum += now - slot.start
-        m.lat_n += 1
+        if slot.start:
+            m = self.metrics
+            m.lat_sum += time.perf_counter() - slot.start
+            m.lat_n += 1
         news = True  # the node has something new to take
         if self.ordered:
             slots = self._slots
@@ -337,7 +345,7 @@ class Window:
             if self.room() > 0:
                 item = self.node.take_one()
                 if item is not None:
-                    nxt = Pending(item, None, now)
+                    nxt = Pending(item, None, self._clock())
                     nxt.task = task
                     self.running += 1
                     if self.ordered:

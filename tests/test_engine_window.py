@@ -204,16 +204,27 @@ async def test_one_eager_runner_serves_runs_until_an_item_suspends(
     assert 2 <= made[0] <= 51
 
 
-async def test_items_run_in_place_are_timed_for_the_latency_metric() -> None:
+async def test_items_are_timed_for_the_latency_metric() -> None:
+    # Items are timed on some turns (in place) or one in eight (in tasks): the metric is never
+    # left at zero, and it is a time per item, not per turn of many items.
     async def busy(self: Processor, q_elt: tuple[int]) -> int:
         total = 0
         for k in range(2000):  # some work, no waiting: every item finishes in place
             total += k
         return total
 
+    async def sleepy(self: Processor, q_elt: tuple[int]) -> int:
+        await asyncio.sleep(0.004)  # every item runs in a task
+        return q_elt[0]
+
     plumber = Plumber(chain(busy, 3000), coro_map=lambda c: c)
     report = await plumber.run()
     assert report.status is RunStatus.COMPLETED
     snap = plumber.nodes["w"].metrics.snapshot()
-    # timed on some turns, never zero, and a time per item (not per turn of many items)
     assert 0 < snap["latency_ms"] < 50, snap
+
+    plumber = Plumber(chain(sleepy, 300, concurrency=50), coro_map=lambda c: c)
+    report = await plumber.run()
+    assert report.status is RunStatus.COMPLETED
+    snap = plumber.nodes["w"].metrics.snapshot()
+    assert 3.5 <= snap["latency_ms"] < 500, snap
