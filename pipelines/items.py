@@ -33,7 +33,7 @@ class ItemRunner(Protocol):
         """An item that ran in a task has its outcome in `slot`: the slot of the next item the
         same task runs, PARK (wait in `parked`), or None (the task ends)."""
 
-    async def parked(self) -> Pending | None:
+    async def parked(self, task: asyncio.Task[Any]) -> Pending | None:
         """Wait, as an idle item task, until the window hands over an item (None: end)."""
 
 
@@ -179,7 +179,8 @@ async def settle(window: ItemRunner, slot: Pending) -> None:
             slot.done = True
             nxt = window.settled(slot, more)
         if nxt is PARK:
-            nxt = await window.parked()
+            assert slot.task is not None  # (PARK is only for a task's own slot)
+            nxt = await window.parked(slot.task)
         if nxt is None:
             return
         slot, aw = nxt, None

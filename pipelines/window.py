@@ -373,9 +373,7 @@ class Window:
                 break
             ready.append(slots.popleft())
 
-    async def parked(self) -> Pending | None:
-        task = asyncio.current_task()
-        assert task is not None
+    async def parked(self, task: asyncio.Task[Any]) -> Pending | None:
         fut: asyncio.Future[Pending | None] = self._loop.create_future()
         entry = (fut, task)
         self._parked.append(entry)
