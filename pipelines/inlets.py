@@ -22,8 +22,8 @@ class MergeInlet:
 
     def take_one(self) -> tuple[Any, ...] | None:
         """The next item, or None when there is none now."""
-        got = self.channel.take(1, as_tuples=True)
-        return got[0] if got else None
+        channel = self.channel
+        return channel.take(1, as_tuples=True)[0] if channel.buf else None
 
     def ready(self) -> bool:
         """An item can be taken now."""

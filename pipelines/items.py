@@ -164,10 +164,11 @@ async def settle(window: ItemRunner, slot: Pending) -> None:
     aw = slot.aw
     if aw is IDLE:
         return
+    fn, node = window.fn, window.node
     while True:
         more = False
         try:
-            slot.value = await (window.fn(window.node, slot.item) if aw is None else aw)
+            slot.value = await (fn(node, slot.item) if aw is None else aw)
             more = True
         except asyncio.CancelledError:
             slot.error = asyncio.CancelledError("item task was cancelled")

@@ -276,10 +276,10 @@ class Processor:
     def take_one(self) -> tuple[Any, ...] | None:
         """The next item for an item task that finished (see `Window.settled`), or None:
         none now, or the work budget is spent (the node's own turn reports that)."""
-        inlet, work = self.inlet, self.work
-        if inlet is None or (work is not None and work.items >= work.limit):
+        work = self.work
+        if work is not None and work.items >= work.limit:
             return None
-        item = inlet.take_one()
+        item = self.inlet.take_one()  # type: ignore[union-attr]  # (set before the node runs)
         if item is not None:
             self.metrics.items_in += 1
             if work is not None:

@@ -345,7 +345,8 @@ class Window:
             if self.room() > 0:
                 item = self.node.take_one()
                 if item is not None:
-                    nxt = Pending(item, None, self._clock())
+                    self._ticks = ticks = (self._ticks + 1) % _TIMED  # (as _clock)
+                    nxt = Pending(item, None, 0.0 if ticks else time.perf_counter())
                     nxt.task = task
                     self.running += 1
                     if self.ordered:
