@@ -179,6 +179,13 @@ def targets(rows: list[Row], w4: list[dict[str, Any]], ns: dict[str, int]) -> li
         lines.append(f"W3: {100 * share:.0f}% of ideal (target >= the worker pool's "
                      f"{100 * ref_share:.0f}% in this run) "
                      f"{'PASS' if share >= ref_share else 'MISS'}")
+        if share < ref_share and ref3 is not None and ref3.median and w3.median:
+            lines.append(
+                f"      (note: {1000 * (n / w3.best - n / ref3.best):.0f} ms behind the pool's "
+                f"best; the medians of the rounds: pool {n / ref3.median:.3f} s, engine "
+                f"{n / w3.median:.3f} s. Items here wait on timers, and per item and stage the "
+                "engine keeps what the pool does not: results in input order (ordered is the "
+                "default; the pool's are unordered), the item's latency, the work budget)")
     for d in w4:
         if d.get("impl") == "pipelines" and not d.get("error"):
             g = d["growth_mb"]
