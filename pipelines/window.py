@@ -122,11 +122,11 @@ class Window:
     # -- state ---------------------------------------------------------------------------
     def room(self) -> int:
         """Items the window can still start: `concurrency` less those running (and, when
-        `ordered`, less the results waiting behind one still running; unordered, less those
-        finished and not taken)."""
+        `ordered`, less the results waiting behind one still running), while the finished
+        results it holds (and those the node is passing on) stay within its cap."""
         if self.ordered:
             return self.concurrency - len(self._slots)
-        return self.concurrency - self.running - len(self._finished)
+        return min(self.concurrency - self.running, self._cap - self.held - len(self._finished))
 
     def has_ready(self) -> bool:
         """Results (or failures) the node can take now."""
