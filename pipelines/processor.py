@@ -360,7 +360,7 @@ class Processor:
         """The node's loop: take ready results, take new items, pass results on; end when the
         input and the window are done. (A node of another kind, such as one whose items run on
         a worker pool, overrides this.)"""
-        window, waker, loop = self.window, self._waker, self._loop
+        window = self.window
         input_done = False
         while True:
             out: list[Any] = []
@@ -384,14 +384,8 @@ class Processor:
             if input_done and window.idle:
                 self.close_outputs()
                 return
-            if self._idle(inlet, input_done):  # wait for the waker (as wait_for_input)
-                waker.waiting = fut = loop.create_future()
-                if not window.running:
-                    self.blocked = fut
-                try:
-                    await fut
-                finally:
-                    waker.waiting = self.blocked = None
+            if self._idle(inlet, input_done):
+                await self.wait_for_input()
 
 
 class OutputQueue:

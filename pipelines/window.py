@@ -33,8 +33,8 @@ BATCH = 256
 #: Turns a window starts plain tasks after items mostly suspended, before it tries again to
 #: run first steps in place.
 _PROBE_TURNS = 32
-#: Items are timed for the latency metric on one turn in this many (those run in place) and
-#: one item in this many (those run in tasks).
+#: Of the turns that run items in place and the items started in tasks, one in this many is
+#: timed for the latency metric.
 _TIMED = 8
 
 
@@ -105,8 +105,7 @@ class Window:
         self._spare_slot: Pending | None = None
         self._go: asyncio.Future[None] | None = None
         self._run = Run([])
-        self._turns = 0
-        self._ticks = _TIMED - 1  # the first item started in a task is timed
+        self._ticks = _TIMED - 1  # the first turn or task item is timed
         #: the eager runner (items.run_items), between runs; None until the next run makes one
         self._runner: Coroutine[Any, Any, Any] | None = None
         # the node's loop and task: set by `bind`, which the node calls before anything else
@@ -192,11 +191,7 @@ class Window:
         Results of items that finished go to `out` (or, ordered, behind one still running)."""
         if not self._eager:
             return self._spawn_all(items)
-        # the latency of items run in place is timed on one turn in _TIMED (a clock read costs
-        # as much as a few items here)
-        timed = not self._turns % _TIMED
-        self._turns += 1
-        t0 = time.perf_counter() if timed else 0.0
+        t0 = self._clock()  # 0.0: this turn's in-place items are not timed
         in_place = suspended = pos = 0
         n = len(items)
         while pos < n:
@@ -245,7 +240,7 @@ class Window:
                 pos += 1
                 if self.ordered:
                     self._slots.append(slot)
-        if in_place and timed:
+        if in_place and t0:
             m = self.metrics
             m.lat_sum += time.perf_counter() - t0
             m.lat_n += in_place
@@ -280,8 +275,9 @@ class Window:
         return slot
 
     def _clock(self) -> float:
-        """The start time of an item that runs in a task, for the latency metric: one item in
-        _TIMED is timed (a clock read costs about as much as running a quick item), else 0.0."""
+        """A start time for the latency metric, of an item started in a task or of a turn's
+        items run in place: one in _TIMED is timed (a clock read costs about as much as running
+        a quick item), else 0.0."""
         self._ticks = ticks = (self._ticks + 1) % _TIMED
         return 0.0 if ticks else time.perf_counter()
 
@@ -345,8 +341,7 @@ class Window:
             if self.room() > 0:
                 item = self.node.take_one()
                 if item is not None:
-                    self._ticks = ticks = (self._ticks + 1) % _TIMED  # (as _clock)
-                    nxt = Pending(item, None, 0.0 if ticks else time.perf_counter())
+                    nxt = Pending(item, None, self._clock())
                     nxt.task = task
                     self.running += 1
                     if self.ordered:
