@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import re
+import threading
 import typing
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -72,6 +74,29 @@ def _is_coroutine_function(fn: Any) -> bool:
     return call is not None and inspect.iscoroutinefunction(call)
 
 
+#: Derived args models kept for coroutines checked again (a library pipeline built per request
+#: checks its coroutines on every build; a closure made by the same `def` shares its code)
+_MODEL_CACHE_SIZE = 128
+_models: OrderedDict[Any, tuple[CoroKind | None, str, type[BaseModel], bool]] = OrderedDict()
+_models_lock = threading.Lock()
+
+
+def _cache_key(fn: Any, label: str, kind: CoroKind | None, doc: str | None,
+               strict: bool) -> Any:
+    """What a coroutine's checked form depends on, or None when it cannot be keyed (not a
+    plain function, or parts that cannot be hashed)."""
+    if not inspect.isfunction(fn) or hasattr(fn, "__wrapped__") or hasattr(fn, "__signature__"):
+        return None  # (a wrapper's signature is another function's: not told by its code)
+    key = (fn.__code__, label, kind, doc, strict, fn.__doc__, fn.__defaults__,
+           tuple(sorted((fn.__kwdefaults__ or {}).items())),
+           tuple(fn.__annotations__.items()), id(fn.__globals__))
+    try:
+        hash(key)
+    except TypeError:  # a default or an annotation that cannot be hashed
+        return None
+    return key
+
+
 def inspect_coroutine(
     fn: Callable[..., Any],
     *,
@@ -82,9 +107,31 @@ def inspect_coroutine(
 ) -> CoroInfo:
     """Check that `fn` fits the coroutine contract and build its CoroInfo.
 
+    The args model derived for a function is kept (the last few hundred), so checking the
+    same function again, or another made by the same `def` with the same defaults and
+    annotations, costs a lookup.
+
     :param strict: validate args strictly (no "5" for an int): the service's setting.
     """
     label: str = name or getattr(fn, "__qualname__", None) or repr(fn)
+    key = _cache_key(fn, label, kind, doc, strict)
+    if key is not None:
+        with _models_lock:  # (pipelines may be built in several threads, each with its loop)
+            hit = _models.get(key)
+            if hit is not None:
+                _models.move_to_end(key)
+                return CoroInfo(label, fn, *hit)
+    info = _inspect(fn, label, kind, doc, strict)
+    if key is not None:
+        with _models_lock:
+            _models[key] = (info.kind, info.doc, info.args_model, info.accepts_extra)
+            if len(_models) > _MODEL_CACHE_SIZE:
+                _models.popitem(last=False)
+    return info
+
+
+def _inspect(fn: Callable[..., Any], label: str, kind: CoroKind | None, doc: str | None,
+             strict: bool) -> CoroInfo:
     if not callable(fn) or not _is_coroutine_function(fn):
         raise RegistryError(f"{label}: not a coroutine function (define it with 'async def')")
     try:
