@@ -81,6 +81,22 @@ _models: OrderedDict[Any, tuple[CoroKind | None, str, type[BaseModel], bool]] = 
 _models_lock = threading.Lock()
 
 
+class _Same:
+    """Stands for an object in a key by its identity (held, so its id is not reused while the
+    key lives): a function's globals, where its string annotations are resolved."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: object) -> None:
+        self.obj = obj
+
+    def __hash__(self) -> int:
+        return id(self.obj)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Same) and other.obj is self.obj
+
+
 def _cache_key(fn: Any, label: str, kind: CoroKind | None, doc: str | None,
                strict: bool) -> Any:
     """What a coroutine's checked form depends on, or None when it cannot be keyed (not a
@@ -89,7 +105,7 @@ def _cache_key(fn: Any, label: str, kind: CoroKind | None, doc: str | None,
         return None  # (a wrapper's signature is another function's: not told by its code)
     key = (fn.__code__, label, kind, doc, strict, fn.__doc__, fn.__defaults__,
            tuple(sorted((fn.__kwdefaults__ or {}).items())),
-           tuple(fn.__annotations__.items()), id(fn.__globals__))
+           tuple(fn.__annotations__.items()), _Same(fn.__globals__))
     try:
         hash(key)
     except TypeError:  # a default or an annotation that cannot be hashed

@@ -35,3 +35,34 @@ def test_engine_bench_quick_runs_and_every_row_is_checked() -> None:
             assert rows, f"no {w} row for {impl}:\n{out}"
             assert all(re.search(r"\sok\b", r) for r in rows), "\n".join(rows)
     assert "wrong result" not in out and "FAIL" not in out, out
+
+
+@pytest.mark.timeout(60)
+def test_engine_bench_build_times_both_ways() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--build", "--quick"],
+        cwd=ROOT, capture_output=True, text=True, timeout=50, check=False,
+    )
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr[-3000:]}"
+    times = {label: (float(best), float(med)) for label, best, med in re.findall(
+        r"^\s+(coroutines new to the process|the same coroutines again)\s+best ([\d.]+) ms"
+        r"\s+median ([\d.]+) ms$", proc.stdout, re.M)}
+    assert set(times) == {"coroutines new to the process", "the same coroutines again"}, \
+        proc.stdout
+    assert all(0 < best <= med for best, med in times.values()), times
+
+
+@pytest.mark.timeout(90)
+def test_engine_bench_counts_bytecodes_per_item() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--opcodes", "--quick", "--workloads", "W1", "--top", "3"],
+        cwd=ROOT, capture_output=True, text=True, timeout=80, check=False,
+    )
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr[-3000:]}"
+    found = re.search(r"W1: reference ([\d,]+) .*pipelines ([\d,]+) .*ratio ([\d.]+)x",
+                      proc.stdout)
+    assert found, proc.stdout
+    ref, ours = (int(found.group(i).replace(",", "")) for i in (1, 2))
+    # the engine's point: far fewer bytecodes per item than the fast-path queue chain
+    assert 0 < ours < ref, proc.stdout
+    assert "pipelines/items.py:run_items" in proc.stdout, proc.stdout

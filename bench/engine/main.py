@@ -12,8 +12,10 @@ import pstats
 import time
 from typing import Any
 
+from .build import report_build
 from .instructions import count_child, report_instructions
 from .measure import LOOP, measure, measure_w4, w4_child
+from .opcodes import report_opcodes
 from .ours import engine_available, run_engine
 from .report import Row, best_per_impl, fmt_rate, machine_info, print_header, print_rows, summarize, targets
 from .workloads import DESCRIPTIONS, FULL_N, QUICK_N, WORKLOADS, Acc, expected
@@ -64,6 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--instructions", action="store_true",
                     help="count instructions per item under valgrind's callgrind instead "
                          "(W1, W2, W2z; load-independent; a few minutes)")
+    ap.add_argument("--build", action="store_true",
+                    help="time building a pipeline (Plumber(spec)) instead: coroutines new to "
+                         "the process, and the same ones again")
+    ap.add_argument("--opcodes", action="store_true",
+                    help="count Python bytecodes per item by function instead (W1, W2, W2z, "
+                         "W3; load-independent; about a minute)")
     ap.add_argument("--count-child", metavar="IMPL", help=argparse.SUPPRESS)
     ap.add_argument("--count-workload", help=argparse.SUPPRESS)
     ap.add_argument("--count-n", type=int, help=argparse.SUPPRESS)
@@ -83,6 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         profile_engine(args.profile, ns[args.profile], args.top)
         return 0
+    if args.build:
+        return report_build(30 if args.quick else 300)
+    if args.opcodes:
+        return report_opcodes([w.strip() for w in args.workloads.split(",") if w.strip()],
+                              args.top if args.top != 35 else 12, 0.1 if args.quick else 1.0)
     if args.instructions:
         workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
         return report_instructions(workloads, 10_000 if not args.quick else 1_000)
