@@ -103,8 +103,10 @@ def _cache_key(fn: Any, label: str, kind: CoroKind | None, doc: str | None,
     plain function, or parts that cannot be hashed)."""
     if not inspect.isfunction(fn) or hasattr(fn, "__wrapped__") or hasattr(fn, "__signature__"):
         return None  # (a wrapper's signature is another function's: not told by its code)
-    key = (fn.__code__, label, kind, doc, strict, fn.__doc__, fn.__defaults__,
-           tuple(sorted((fn.__kwdefaults__ or {}).items())),
+    # defaults with their types: 1, 1.0 and True are equal keys, not equal defaults
+    defaults = tuple((type(v), v) for v in fn.__defaults__ or ())
+    kwdefaults = tuple((k, type(v), v) for k, v in sorted((fn.__kwdefaults__ or {}).items()))
+    key = (fn.__code__, label, kind, doc, strict, fn.__doc__, defaults, kwdefaults,
            tuple(fn.__annotations__.items()), _Same(fn.__globals__))
     try:
         hash(key)
@@ -123,7 +125,7 @@ def inspect_coroutine(
 ) -> CoroInfo:
     """Check that `fn` fits the coroutine contract and build its CoroInfo.
 
-    The args model derived for a function is kept (the last few hundred), so checking the
+    The args model derived for a function is kept (the last 128), so checking the
     same function again, or another made by the same `def` with the same defaults and
     annotations, costs a lookup.
 

@@ -45,6 +45,13 @@ def test_closures_of_one_def_share_a_model_only_with_the_same_defaults() -> None
     assert ic.validate_args({}, "args") == ({"k": 5}, [])
 
 
+def test_equal_defaults_of_other_types_are_not_shared() -> None:
+    one, true = _made_with(1), _made_with(True)  # 1 == True, yet not the same default
+    assert inspect_coroutine(one, strict=False).validate_args({}, "args") == ({"k": 1}, [])
+    got = inspect_coroutine(true, strict=False).validate_args({}, "args")[0]["k"]
+    assert got is True
+
+
 def test_a_function_whose_defaults_changed_gets_a_new_model() -> None:
     f = _made_with(1)
     assert inspect_coroutine(f, strict=False).validate_args({}, "args") == ({"k": 1}, [])
