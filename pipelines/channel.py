@@ -26,14 +26,11 @@ class Waker:
                 fut.set_result(None)
 
     def arm(self, loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Future[None]:
-        """The future the next wake-up resolves (await it, then `disarm`); `loop`: the running
-        loop, when the caller has it at hand."""
+        """The future the next wake-up resolves, and lets go of; `loop`: the running loop, when
+        the caller has it at hand."""
         fut: asyncio.Future[None] = (loop or asyncio.get_running_loop()).create_future()
         self.waiting = fut
         return fut
-
-    def disarm(self) -> None:
-        self.waiting = None
 
     async def wait(self) -> None:
         fut = self.arm()

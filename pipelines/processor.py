@@ -254,16 +254,14 @@ class Processor:
         skip = set(bad)
         return [v for i, v in enumerate(values) if i not in skip]
 
-    async def wait_for_input(self) -> None:
-        """Wait until the waker is called: items arrived, an input ended, an item finished."""
+    def wait_for_input(self) -> asyncio.Future[None]:
+        """What to await until the waker is called: items arrived, an input ended, an item
+        finished. (The waker lets go of it when it calls; while no item is in flight it is the
+        node's `blocked` future, and once done it blocks nothing.)"""
         fut = self._waker.arm(self._loop)
         if not self.inflight:
             self.blocked = fut
-        try:
-            await fut
-        finally:
-            self._waker.disarm()
-            self.blocked = None
+        return fut
 
     def close_outputs(self) -> None:
         """This node sends nothing more."""
