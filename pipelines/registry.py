@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import re
 import threading
 import typing
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
@@ -30,7 +30,7 @@ _SOURCE_PARAM_NAMES = {"output_q", "q_out", "output_queue", "out_q"}
 _PROCESSOR_PARAM_NAMES = {"q_elt"}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class CoroInfo:
     """A checked coroutine: its kind, doc line and a pydantic model of its keyword arguments."""
 
@@ -77,7 +77,7 @@ def _is_coroutine_function(fn: Any) -> bool:
 #: Derived args models kept for coroutines checked again (a library pipeline built per request
 #: checks its coroutines on every build; a closure made by the same `def` shares its code)
 _MODEL_CACHE_SIZE = 128
-_models: OrderedDict[Any, tuple[CoroKind | None, str, type[BaseModel], bool]] = OrderedDict()
+_models: OrderedDict[Any, CoroInfo] = OrderedDict()
 _models_lock = threading.Lock()
 
 
@@ -138,11 +138,11 @@ def inspect_coroutine(
             hit = _models.get(key)
             if hit is not None:
                 _models.move_to_end(key)
-                return CoroInfo(label, fn, *hit)
+                return dataclasses.replace(hit, fn=fn)  # (another closure of the same `def`)
     info = _inspect(fn, label, kind, doc, strict)
     if key is not None:
         with _models_lock:
-            _models[key] = (info.kind, info.doc, info.args_model, info.accepts_extra)
+            _models[key] = info
             if len(_models) > _MODEL_CACHE_SIZE:
                 _models.popitem(last=False)
     return info

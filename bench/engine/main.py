@@ -60,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--strict", action="store_true", help="exit 2 when a target is missed")
     ap.add_argument("--profile", metavar="WORKLOAD",
                     help="cProfile our engine on one workload instead of benchmarking")
-    ap.add_argument("--top", type=int, default=35, help="rows printed by --profile")
+    ap.add_argument("--top", type=int, default=None,
+                    help="rows printed by --profile (default 35) or per implementation by "
+                         "--opcodes (default 12)")
     ap.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
                     help="event loop for every run (default: asyncio's own)")
     ap.add_argument("--instructions", action="store_true",
@@ -89,13 +91,13 @@ def main(argv: list[str] | None = None) -> int:
 
     ns = {k: max(10, int(v * args.scale)) for k, v in (QUICK_N if args.quick else FULL_N).items()}
     if args.profile:
-        profile_engine(args.profile, ns[args.profile], args.top)
+        profile_engine(args.profile, ns[args.profile], args.top or 35)
         return 0
     if args.build:
         return report_build(30 if args.quick else 300)
     if args.opcodes:
         return report_opcodes([w.strip() for w in args.workloads.split(",") if w.strip()],
-                              args.top if args.top != 35 else 12, 0.1 if args.quick else 1.0)
+                              args.top or 12, 0.1 if args.quick else 1.0)
     if args.instructions:
         workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
         return report_instructions(workloads, 10_000 if not args.quick else 1_000)
