@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from .channel import Channel, Waker
 from .compiler import CompiledNode, CoroMap, compile_spec, inflight_capacity
 from .errors import PipelineError
+from .group import NodeGroup
 from .processor import InputProcessor, MergeInlet, Processor, ZipInlet
 from .registry import Registry
 from .report import ItemError, LogSkippedItems, NodeReport, Result, RunReport, RunStatus
@@ -54,6 +55,8 @@ class Plumber:
     :param on_item_error: called with an :class:`ItemError` for every item skipped on error;
         the default, :class:`LogSkippedItems`, logs them as warnings (rate-limited) on the
         ``pipelines.report`` logger. Pass ``lambda err: None`` to keep them only in the report.
+    :param shared_task: the local processor nodes take their turns in one task (the default:
+        a batch moves down a chain of quick nodes in one wake-up); false: a task per node.
     :param remote: the broker and limits for nodes placed on worker pools
         (``properties.pool``); without it a spec that names a pool is refused.
     """
@@ -75,6 +78,7 @@ class Plumber:
         on_item_error: Callable[[ItemError], None] | None = None,
         name: str | None = None,
         remote: RemoteConfig | None = None,
+        shared_task: bool = True,
     ) -> None:
         self.limits = limits or LIBRARY_LIMITS
         self.spec, self.topo, compiled = compile_spec(
@@ -86,7 +90,9 @@ class Plumber:
         self._sink = ResultSink(collect, len(self.topo.outputs), max(1, result_buffer))
         self.nodes: dict[str, Processor] = {}
         self._edges: list[tuple[str, str, Channel]] = []
-        self._build(compiled, on_item_error if on_item_error is not None else LogSkippedItems())
+        self._group: NodeGroup | None = None
+        self._build(compiled, on_item_error if on_item_error is not None else LogSkippedItems(),
+                    shared_task)
         if remote is not None and any(c.spec.properties.pool for c in compiled.values()):
             from .remote.driver import RemoteLink
 
@@ -102,10 +108,15 @@ class Plumber:
         self._watch: StallWatch | None = None
 
     def _build(self, compiled: dict[str, CompiledNode],
-               on_item_error: Callable[[ItemError], None] | None) -> None:
+               on_item_error: Callable[[ItemError], None] | None, shared_task: bool) -> None:
         topo = self.topo
         limit = self.limits.max_pipeline_items
         work = WorkMeter(limit) if limit is not None else None
+        # the local processor nodes that share one task (see group.py), and its waker
+        local = [name for name in topo.order if name not in topo.inputs
+                 and compiled[name].spec.properties.pool is None]
+        grouped = set(local) if shared_task and len(local) > 1 else set()
+        waker = Waker()
         for name in topo.order:
             c = compiled[name]
             cls: type[Processor] = InputProcessor if name in topo.inputs else Processor
@@ -114,7 +125,8 @@ class Plumber:
 
                 cls = RemoteProcessor
             node = cls(name, c.info.fn, args=c.args, properties=c.spec.properties,
-                       env_vars=self.env_vars, coro_name=c.info.name, on_item_error=on_item_error)
+                       env_vars=self.env_vars, coro_name=c.info.name, on_item_error=on_item_error,
+                       waker=waker if name in grouped else None)
             if isinstance(node, InputProcessor):
                 node.max_items = self.limits.max_source_items
             node.max_item_bytes = self.limits.max_item_bytes
@@ -142,6 +154,8 @@ class Plumber:
                 node.inlet = ZipInlet(chans)
         for name in topo.outputs:
             self.nodes[name].sink = self._sink
+        if grouped:
+            self._group = NodeGroup([self.nodes[name] for name in local], waker)
 
     # -- state -------------------------------------------------------------------------------
     @property
@@ -256,8 +270,13 @@ class Plumber:
             async with asyncio.TaskGroup() as tg:
                 if self._remote is not None:
                     tg.create_task(self._remote.run(), name=f"pipelines:{self.name}:remote")
+                group = self._group
+                if group is not None:
+                    tg.create_task(group.run(),
+                                   name=f"pipelines:{self.name}:{'+'.join(group.names)}")
                 for node in self.nodes.values():
-                    tg.create_task(node.run(), name=f"pipelines:{self.name}:{node.name}")
+                    if group is None or node not in group.nodes:
+                        tg.create_task(node.run(), name=f"pipelines:{self.name}:{node.name}")
             status = RunStatus.COMPLETED
         except asyncio.CancelledError:
             status = RunStatus.CANCELLED

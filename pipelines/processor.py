@@ -1,9 +1,12 @@
 """Nodes: the run loop of a processor node and of an input (source) node.
 
-A processor's loop, each turn: take the results that are ready from its window, take new items
-from its inlet into the window while it has room, pass the results on as one batch; it ends
-when its input and its window are done. What runs the items (eagerly, in tasks, in order) is
-the node's `Window` (window.py); the node owns its input and output sides and its errors.
+A processor's turn (`Processor.turn`, which never waits): take the results that are ready from
+its window, take new items from its inlet into the window while it has room, pass the results
+on as one batch, and say what to wait for next (input, or room on a full outlet); it ends when
+its input and its window are done. A node's own task loops over its turns (`process`), or the
+pipeline's shared task takes the turns of several nodes (group.py). What runs the items
+(eagerly, in tasks, in order) is the node's `Window` (window.py); the node owns its input and
+output sides and its errors.
 """
 
 from __future__ import annotations
@@ -29,12 +32,16 @@ from .window import BATCH, Window
 from .work import WorkMeter
 
 __all__ = ["BATCH", "DROP", "Processor", "InputProcessor", "OutputQueue", "MergeInlet",
-           "ZipInlet"]
+           "ZipInlet", "Detached", "MORE", "WAIT_INPUT", "WAIT_ROOM", "DONE"]
 
 _MAX_KEPT_ERRORS = 20
 
+# What a node's turn (`Processor.turn`) leaves it doing: turn again now, wait until its waker is
+# called, wait for room on its full outlets (`Processor.full_outlets`), or ended.
+MORE, WAIT_INPUT, WAIT_ROOM, DONE = 0, 1, 2, 3
 
-class _Detached(Exception):
+
+class Detached(Exception):
     """Raised inside a node when every downstream node has ended: nothing it makes can be used."""
 
 
@@ -61,6 +68,7 @@ class Processor:
         env_vars: dict[str, Any] | None = None,
         coro_name: str | None = None,
         on_item_error: Callable[[ItemError], None] | None = None,
+        waker: Waker | None = None,
     ) -> None:
         self._name = name
         self._uuid = str(uuid.uuid4())
@@ -75,7 +83,8 @@ class Processor:
         self.inlet: Inlet | None = None
         self.outlets: list[Channel] = []
         self.sink: ResultSink | None = None
-        self._waker = Waker()
+        #: what wakes the node (nodes that share a task share one: see group.py)
+        self._waker = waker if waker is not None else Waker()
         #: the items running and the results not passed on (made again by `run`)
         self.window = Window(self, self.properties, self._waker)
         # What the node is blocked on, for the plumber's stall watchdog: a future that only
@@ -84,6 +93,14 @@ class Processor:
         self.blocked_on: list[Channel] | None = None
         #: the event loop the node runs in (set when it starts)
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        # A turn's state between turns: the input ended; results that did not fit (`_pend`,
+        # what each of `_pend_to` took of them in `_pend_at`); the failure to raise once they
+        # are passed on.
+        self._input_done = False
+        self._pend: list[Any] | None = None
+        self._pend_to: list[Channel] = []
+        self._pend_at: list[int] = []
+        self._fail_after: NodeFailed | None = None
 
     # -- the original's read-only surface ----------------------------------------------------
     @property
@@ -173,38 +190,77 @@ class Processor:
     async def emit(self, values: list[Any]) -> None:
         """Pass `values` to every downstream node, each at its own pace (a full edge does not
         hold back the others), waiting until all have them."""
-        rest = self.pass_on(values)
-        if rest is not None:
-            await rest
+        if not self.offer_out(values):
+            while not self.place_pending():
+                await self.wait_for_room(self.full_outlets())
 
-    def pass_on(self, values: list[Any]) -> Awaitable[None] | None:
-        """Pass on what fits now: None when every downstream node has all of `values`, else
-        the rest of `emit` to await (it waits for room)."""
+    def offer_out(self, values: list[Any]) -> bool:
+        """Pass on what fits now: True when every downstream node (or the result sink) has all
+        of `values`; else the rest is pending (`place_pending` places more of it, and
+        `full_outlets` says what it waits for). Raises Detached once every downstream node
+        has gone."""
         if self.max_item_bytes is not None:
             bad = oversized(values, self.max_item_bytes)
             if bad:
                 values = self.drop_oversized(values, bad)
                 if not values:
-                    return None
+                    return True
         self.metrics.items_out += len(values)
-        if self.sink is not None:  # an output node (it has no outlets)
-            return self.sink.offer(self._name, values)
         outlets = self.outlets
+        if not outlets:
+            if self.sink is None:
+                return True
+            # an output node: its one outlet is the result sink's channel (None: only counted)
+            pairs = self.sink.accept(self._name, values)
+            if pairs is None:
+                return True
+            ch = self.sink.channel
+            assert ch is not None
+            i = ch.offer(pairs)
+            if i < len(pairs):
+                self._pend, self._pend_to, self._pend_at = pairs, [ch], [i]
+                return False
+            return True
         n = len(values)
         if len(outlets) == 1:
             ch = outlets[0]
             i = ch.offer(values)
             if i < n:
-                return self._emit_rest(values, [i])
+                self._pend, self._pend_to, self._pend_at = values, outlets, [i]
+                return False
             if ch.abandoned:
-                raise _Detached
-            return None
+                raise Detached
+            return True
         offsets = [ch.offer(values) for ch in outlets]
         if any(i < n for i in offsets):
-            return self._emit_rest(values, offsets)
+            self._pend, self._pend_to, self._pend_at = values, outlets, offsets
+            return False
         if all(ch.abandoned for ch in outlets):
-            raise _Detached
-        return None
+            raise Detached
+        return True
+
+    def place_pending(self) -> bool:
+        """Offer the pending rest again; True once every outlet has it (and nothing is pending)."""
+        values, chans, offsets = self._pend, self._pend_to, self._pend_at
+        assert values is not None
+        n = len(values)
+        left = False
+        for j, ch in enumerate(chans):
+            if offsets[j] < n:
+                offsets[j] = i = ch.offer(values, offsets[j])
+                left = left or i < n
+        if left:
+            return False
+        self._pend = None
+        if chans is self.outlets and all(ch.abandoned for ch in chans):
+            raise Detached  # every downstream node is gone
+        return True
+
+    def full_outlets(self) -> list[Channel]:
+        """The outlets the pending rest waits for room on."""
+        values, offsets = self._pend, self._pend_at
+        n = len(values) if values is not None else 0
+        return [ch for ch, i in zip(self._pend_to, offsets, strict=True) if i < n]
 
     async def wait_for_room(self, channels: list[Channel]) -> None:
         """Wait until one of `channels` (full) has room again, or its consumer is gone (the
@@ -212,33 +268,14 @@ class Processor:
         fut: asyncio.Future[None] = self._loop.create_future()
         for ch in channels:
             ch.add_putter(fut)
-        self.blocked, self.blocked_on = fut, channels
+        if self.sink is None:  # (room in the result sink: the reader gives it, not a node)
+            self.blocked, self.blocked_on = fut, channels
         try:
             await fut
         finally:
             self.blocked = self.blocked_on = None
             for ch in channels:
                 ch.remove_putter(fut)
-
-    async def _emit_rest(self, values: list[Any], offsets: list[int]) -> None:
-        """What `pass_on` could not place yet: wait for room on each outlet that is full."""
-        outlets = self.outlets
-        n = len(values)
-        waiting = outlets if len(outlets) == 1 else [
-            ch for ch, i in zip(outlets, offsets, strict=True) if i < n]
-        while waiting:
-            await self.wait_for_room(waiting)
-            left = []
-            for j, ch in enumerate(outlets):
-                if offsets[j] < n:
-                    offsets[j] = i = ch.offer(values, offsets[j])
-                    if i < n:
-                        left.append(ch)
-            waiting = left
-        for ch in outlets:
-            if not ch.abandoned:
-                return
-        raise _Detached  # every downstream node is gone
 
     def drop_oversized(self, values: list[Any], bad: list[int]) -> list[Any]:
         """`values` without the ones over `max_item_bytes`, each reported as an item error."""
@@ -316,74 +353,101 @@ class Processor:
                 return False  # the inlet had no more just now
         return False
 
-    def _idle(self, inlet: Inlet, input_done: bool) -> bool:
-        """Nothing to do until the waker is called."""
-        window = self.window
-        if window.has_ready():
-            return False
-        if input_done:
-            return True  # items still run: wait for them
-        if inlet.ready():
-            return window.room() <= 0
-        return not inlet.exhausted  # (exhausted: the next turn ends the input)
-
     # -- the run loop ----------------------------------------------------------------------------
     async def run(self) -> None:
         """Process items until the input ends and every item has left, then close the outputs."""
         assert self.inlet is not None, "a processor needs an inlet (built by the Plumber)"
-        self._loop = asyncio.get_running_loop()
-        self.window = Window(self, self.properties, self._waker)
-        self.window.bind()
-        m = self.metrics
-        m.status = "running"
-        m.started = time.monotonic()
+        self.begin()
         try:
             await self.process(self.inlet)
-        except _Detached:
-            # Every downstream node ended (a zip met its shortest input): stop taking input too.
-            m.dropped += self.inlet.detach()
-            self.close_outputs()
-        except asyncio.CancelledError:
-            m.status = "cancelled"
-            raise
-        except BaseException:
-            m.status = "failed"
+        except Detached:
+            self.detach()
+        except BaseException as exc:
+            self.stopped(exc)
             raise
         finally:
             await self.window.stop()
+        self.ended()
+
+    def begin(self) -> None:
+        """Called by the task that runs the node's turns, before the first one."""
+        self._loop = asyncio.get_running_loop()
+        self.window = Window(self, self.properties, self._waker)
+        self.window.bind()
+        self._input_done = False
+        self._pend = None
+        self._fail_after = None
+        m = self.metrics
+        m.status = "running"
+        m.started = time.monotonic()
+
+    def detach(self) -> None:
+        """Every downstream node ended (a zip met its shortest input): stop taking input too."""
+        assert self.inlet is not None
+        self.metrics.dropped += self.inlet.detach()
+        self.close_outputs()
+
+    def stopped(self, exc: BaseException) -> None:
+        """The node's run ends with `exc`: cancelled, or failed."""
+        self.metrics.status = "cancelled" if isinstance(exc, asyncio.CancelledError) else "failed"
+
+    def ended(self) -> None:
+        m = self.metrics
         m.status = "done"
         m.ended = time.monotonic()
 
     async def process(self, inlet: Inlet) -> None:
-        """The node's loop: take ready results, take new items, pass results on; end when the
-        input and the window are done. (A node of another kind, such as one whose items run on
-        a worker pool, overrides this.)"""
-        window = self.window
-        input_done = False
+        """The node's loop: a turn, then wait for what the turn says (a node of another kind,
+        such as one whose items run on a worker pool, overrides this)."""
         while True:
-            out: list[Any] = []
-            failure: NodeFailed | None = None
-            try:
-                window.take_ready(out)
-                if not input_done:
-                    input_done = self._take_new(inlet, out)
-            except NodeFailed as exc:
-                failure = exc  # on_error "fail": results finished before the failing item leave
-            if out:
-                rest = self.pass_on(out)
-                if rest is not None:  # a downstream edge is full: wait (backpressure)
-                    window.held = len(out)
-                    try:
-                        await rest
-                    finally:
-                        window.held = 0
-            if failure is not None:
-                raise failure
-            if input_done and window.idle:
-                self.close_outputs()
-                return
-            if self._idle(inlet, input_done):
+            state = self.turn()
+            if state == WAIT_INPUT:
                 await self.wait_for_input()
+            elif state == WAIT_ROOM:
+                await self.wait_for_room(self.full_outlets())
+            elif state == DONE:
+                return
+
+    def turn(self) -> int:
+        """One turn, which never waits: take ready results, take new items, pass results on.
+        Returns what the node does next: MORE (turn again), WAIT_INPUT, WAIT_ROOM (on
+        `full_outlets()`) or DONE (input and window done, outputs closed). Raises Detached
+        when every downstream node has gone, NodeFailed, or what a bug raises."""
+        window = self.window
+        if self._pend is not None:  # results that did not fit last turn go first
+            if not self.place_pending():
+                return WAIT_ROOM
+            window.held = 0
+            held = self._fail_after
+            if held is not None:
+                self._fail_after = None
+                raise held
+        inlet = self.inlet
+        assert inlet is not None
+        out: list[Any] = []
+        failure: NodeFailed | None = None
+        try:
+            window.take_ready(out)
+            if not self._input_done:
+                self._input_done = self._take_new(inlet, out)
+        except NodeFailed as exc:
+            failure = exc  # on_error "fail": results finished before the failing item leave
+        if out and not self.offer_out(out):  # a downstream edge is full (backpressure)
+            window.held = len(out)  # (they count against the window's cap on held results)
+            self._fail_after = failure
+            return WAIT_ROOM
+        if failure is not None:
+            raise failure
+        if self._input_done:
+            if window.idle:
+                self.close_outputs()
+                return DONE
+            return MORE if window.has_ready() else WAIT_INPUT  # items still run
+        if window.has_ready():
+            return MORE
+        if inlet.ready():
+            return WAIT_INPUT if window.room() <= 0 else MORE
+        return MORE if inlet.exhausted else WAIT_INPUT  # (exhausted: the next turn ends it)
 
 
 class OutputQueue:
@@ -536,7 +600,7 @@ class InputProcessor(Processor):
         queue = OutputQueue.make(self, self.max_items)
         try:
             await self._processor_coro(self, queue, **self.args)
-        except _Detached:
+        except Detached:
             pass  # every downstream node ended: the source has nobody to feed
         except asyncio.CancelledError as exc:
             task = asyncio.current_task()

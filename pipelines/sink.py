@@ -6,7 +6,6 @@ or only a count when it does not.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
 from typing import Any
 
 from .channel import Channel
@@ -22,21 +21,14 @@ class ResultSink:
         self.channel = Channel(maxsize, producers) if collect else None
         self.count = 0
 
-    async def deliver(self, node: str, values: list[Any]) -> None:
-        rest = self.offer(node, values)
-        if rest is not None:
-            await rest
-
-    def offer(self, node: str, values: list[Any]) -> Awaitable[None] | None:
-        """Deliver what fits now: None when all of `values` went, else the rest to await (it
-        waits for room)."""
+    def accept(self, node: str, values: list[Any]) -> list[tuple[str, Any]] | None:
+        """Count `values` from output node `node`; return them as the (node, value) pairs its
+        channel takes, or None when results are only counted. (The node offers the pairs to
+        `channel` as to any outlet, and waits for room the same way.)"""
         self.count += len(values)
-        ch = self.channel
-        if ch is None:
+        if self.channel is None:
             return None
-        pairs = [(node, v) for v in values]
-        i = ch.offer(pairs)
-        return ch.put_many(pairs[i:]) if i < len(pairs) else None
+        return [(node, v) for v in values]
 
     def deliver_nowait(self, node: str, values: list[Any]) -> None:
         """Deliver `values` now: the caller checked that the sink is not `full()`; what does

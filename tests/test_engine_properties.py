@@ -281,8 +281,9 @@ def dags(draw: st.DrawFn) -> tuple[list[NodeDef], list[int]]:
 # --- running --------------------------------------------------------------------------------
 
 
-async def _run_collect(spec: dict[str, Any]) -> tuple[dict[str, list[int]], list[int], Any]:
-    plumber = Plumber(spec, coro_map=_resolve, collect=True)
+async def _run_collect(spec: dict[str, Any], shared_task: bool = True
+                       ) -> tuple[dict[str, list[int]], list[int], Any]:
+    plumber = Plumber(spec, coro_map=_resolve, collect=True, shared_task=shared_task)
     got: dict[str, list[int]] = {}
     seqs: list[int] = []
     async with asyncio.timeout(EXAMPLE_TIMEOUT):
@@ -314,15 +315,17 @@ def _check_no_tasks_left() -> None:
 
 
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(dag=dags())
-def test_valid_specs_produce_the_reference_outputs(dag: tuple[list[NodeDef], list[int]]) -> None:
+@given(dag=dags(), shared=st.booleans())
+def test_valid_specs_produce_the_reference_outputs(dag: tuple[list[NodeDef], list[int]],
+                                                   shared: bool) -> None:
+    """Either way of running the local nodes (one shared task, or a task each)."""
     nodes, order = dag
     spec = to_spec(nodes, order)
     expected = predict(nodes)
     outputs = {n.name for n in nodes} - {u for n in nodes for u in n.inputs}
 
     async def main() -> None:
-        got, seqs, report = await _run_collect(spec)
+        got, seqs, report = await _run_collect(spec, shared)
         stalled = _stalled(report, nodes)
         assert seqs == list(range(len(seqs))), f"seq not 0..n-1 in order: {seqs}"
         assert set(got) <= outputs, f"results from non-output nodes: {set(got) - outputs}"
@@ -347,9 +350,11 @@ def test_valid_specs_produce_the_reference_outputs(dag: tuple[list[NodeDef], lis
 
 
 @settings(max_examples=300, deadline=None)
-@given(dag=dags())
-def test_run_reports_the_reference_counts(dag: tuple[list[NodeDef], list[int]]) -> None:
-    """`await Plumber(...).run()`, the one-call form: every node's counts match the model."""
+@given(dag=dags(), shared=st.booleans())
+def test_run_reports_the_reference_counts(dag: tuple[list[NodeDef], list[int]],
+                                          shared: bool) -> None:
+    """`await Plumber(...).run()`, the one-call form: every node's counts match the model
+    (local nodes in one shared task, or in a task each)."""
     nodes, order = dag
     spec = to_spec(nodes, order)
     expected = predict(nodes)
@@ -357,7 +362,7 @@ def test_run_reports_the_reference_counts(dag: tuple[list[NodeDef], list[int]]) 
 
     async def main() -> None:
         async with asyncio.timeout(EXAMPLE_TIMEOUT):
-            report = await Plumber(spec, coro_map=_resolve).run()
+            report = await Plumber(spec, coro_map=_resolve, shared_task=shared).run()
         if _stalled(report, nodes):
             assert report.results <= sum(expected[o].count for o in outputs), report
             return

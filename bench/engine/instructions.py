@@ -26,12 +26,13 @@ _TOTAL = re.compile(r"Collected : (\d+)")
 
 
 def count_child(impl: str, workload: str, n: int) -> None:
-    """The child: run `impl` ("asyncio" or "pipelines") on `workload` once, check the result."""
+    """The child: run `impl` ("asyncio", "pipelines", or "pipelines-task-each": a task per
+    node) on `workload` once, check the result."""
     acc = Acc()
     if impl == "asyncio":
         run_loop(REF[workload](n, acc))
     else:
-        run_loop(run_engine(workload, n, acc))
+        run_loop(run_engine(workload, n, acc, shared_task=impl == "pipelines"))
     if (acc.count, acc.total) != expected(workload, n):
         raise SystemExit(f"wrong result: {acc.count}/{acc.total}, expected {expected(workload, n)}")
 
@@ -62,6 +63,7 @@ def report_instructions(workloads: list[str], n: int) -> int:
             continue
         ref = instructions_per_item("asyncio", w, n)
         ours = instructions_per_item("pipelines", w, n)
+        each = instructions_per_item("pipelines-task-each", w, n)
         print(f"  {w:<4} asyncio fast path {ref:>9,.0f}   pipelines {ours:>9,.0f}   "
-              f"ratio {ref / ours:.2f}x")
+              f"ratio {ref / ours:.2f}x   (a task per node: {each:,.0f}, {ref / each:.2f}x)")
     return 0

@@ -105,14 +105,15 @@ def engine_spec(
 
 
 async def run_engine(
-    workload: str, n: int, acc: Acc, props: dict[str, Any] | None = None
+    workload: str, n: int, acc: Acc, props: dict[str, Any] | None = None,
+    shared_task: bool = True,
 ) -> Any:
     from pipelines import Plumber
 
     spec = engine_spec(workload, n, acc, props)
     # exactly the documented library call; results are not collected by default (collect=False),
     # the sinks count what reaches them
-    report = await Plumber(spec, coro_map=lambda x: x).run()
+    report = await Plumber(spec, coro_map=lambda x: x, shared_task=shared_task).run()
     status = getattr(getattr(report, "status", None), "value", getattr(report, "status", None))
     if status not in (None, "completed"):
         raise RuntimeError(f"pipelines run ended with status {status!r}: {report!r}")
@@ -120,13 +121,17 @@ async def run_engine(
 
 
 def engine_variants(workload: str) -> list[Variant]:
-    def build(props: dict[str, Any] | None) -> Runner:
+    def build(props: dict[str, Any] | None, shared_task: bool = True) -> Runner:
         async def run(n: int, acc: Acc) -> None:
-            await run_engine(workload, n, acc, props)
+            await run_engine(workload, n, acc, props, shared_task)
 
         return run
 
     out = [Variant("pipelines", "default properties", build(None))]
+    if workload in ("W1", "W2", "W3"):
+        # What sharing one task among the processor nodes gives, measured in the same run.
+        out.append(Variant("pipelines", "a task per node [info]", build(None, False),
+                           comparable=False))
     if workload in ("W1", "W2", "W2z"):
         out.append(Variant("pipelines", "concurrency=1 [variant]", build({"concurrency": 1}),
                            comparable=False))
