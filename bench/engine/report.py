@@ -131,9 +131,10 @@ def batch_note(rows: list[Row], workload: str, ours: Row) -> str:
     share = per_batch / t64
     return (f"(note: per-batch costs take {100 * share:.0f}% of the engine's time here: with "
             f"queue_size {BIG_QUEUE} it moves {fmt_rate(big.best)} it/s. A batch is at most one "
-            "full edge (64 items, as the reference's Queue(64)), and each costs a node turn, a "
-            "task wake-up and an event-loop iteration, as many as the reference pays; "
-            "--instructions counts the cost per item apart from the machine's load)")
+            "full edge (64 items, as the reference's Queue(64)), and each costs every node a "
+            "turn, the source and the nodes' shared task a wake-up each, and event-loop "
+            "iterations; the round-to-round swing shows in the median column; --instructions "
+            "counts the cost per item apart from the machine's load)")
 
 
 def w3_note(n: int, ours: Row, pool: Row) -> str:
