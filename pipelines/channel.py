@@ -42,7 +42,8 @@ class Waker:
 
 class Channel:
     """A bounded FIFO edge. The one way in is `offer` (as many items as fit now; `offer_one`
-    for a single item, `put_many` to wait for room), and producers `close` when done; the one
+    for a single item; a producer with items left waits for room with `add_putter`), and
+    producers `close` when done; the one
     way out is `take` (whatever is there, in one call), and the consumer is woken through the
     `wake` it gave. The full-edge rule lives here only.
 
@@ -66,18 +67,6 @@ class Channel:
         self._putters: deque[asyncio.Future[None]] = deque()
 
     # -- producer side ---------------------------------------------------------------------
-    async def put_many(self, items: list[Any]) -> None:
-        """Append `items` in order, waiting for room as needed (never beyond `maxsize`)."""
-        i = self.offer(items)
-        while i < len(items):
-            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self.add_putter(fut)
-            try:
-                await fut
-            finally:
-                self.remove_putter(fut)
-            i = self.offer(items, i)
-
     def offer(self, items: list[Any], start: int = 0) -> int:
         """Append as many of `items[start:]` as fit now; return the index of the first one left.
 

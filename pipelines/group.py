@@ -16,9 +16,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from .channel import Channel, Waker
+from .channel import Waker
 from .errors import PipelineError
-from .processor import DONE, MORE, WAIT_ROOM, Detached, Processor
+from .processor import DONE, MORE, WAIT_INPUT, WAIT_ROOM, Detached, Processor
 
 __all__ = ["NodeGroup", "PASSES_BEFORE_YIELD"]
 
@@ -52,7 +52,8 @@ class NodeGroup:
             passes = 0
             while live:
                 again = False
-                room: list[Processor] = []
+                inputs: list[Processor] = []  # waiting for input
+                room: list[Processor] = []  # waiting for room on full outlets
                 ended: list[Processor] = []
                 for node in live:
                     current = node
@@ -61,11 +62,13 @@ class NodeGroup:
                     except Detached:
                         node.detach()
                         state = DONE
-                    if state == MORE:
+                    if state == WAIT_INPUT:
+                        inputs.append(node)
+                    elif state == MORE:
                         again = True
                     elif state == WAIT_ROOM:
                         room.append(node)
-                    elif state == DONE:
+                    else:
                         ended.append(node)
                 current = None
                 for node in ended:
@@ -82,7 +85,7 @@ class NodeGroup:
                         await asyncio.sleep(0)
                     continue
                 passes = 0
-                await self._wait(live, room)
+                await self._wait(inputs, room)
         except BaseException as exc:
             if current is not None and isinstance(exc, PipelineError):
                 self._flush(live, current)
@@ -107,30 +110,24 @@ class NodeGroup:
             except Exception:  # noqa: BLE001 - the first failure is the one reported
                 pass
 
-    async def _wait(self, live: list[Processor], room: list[Processor]) -> None:
-        """Wait until the waker is called or one of the edges `room` waits on has room."""
+    async def _wait(self, inputs: list[Processor], room: list[Processor]) -> None:
+        """Wait until the waker is called or one of the edges the nodes in `room` are blocked
+        on has room; every node shows the stall watchdog what it waits on meanwhile."""
         fut = self.waker.arm()
-        waits: list[tuple[Processor, list[Channel]]] = []
-        for node in room:
-            chans = node.full_outlets()
+        waits = [(node, node.full_outlets()) for node in room]
+        for node, chans in waits:
             for ch in chans:
                 ch.add_putter(fut)
-            waits.append((node, chans))
-        for node in live:
-            # what only another node can resolve (the watchdog's view); not a wait for the
-            # results reader (an output node), nor one while items are in flight
-            if node.sink is not None and node in room:
-                continue
-            if node in room:
-                node.blocked, node.blocked_on = fut, node.full_outlets()
-            elif not node.inflight:
-                node.blocked = fut
+            node.block(fut, chans)
+        for node in inputs:
+            node.block(fut)
         try:
             await fut
         finally:
-            for node in live:
+            for node in inputs:
+                node.blocked = None
+            for node, chans in waits:
                 node.blocked = node.blocked_on = None
-            for _node, chans in waits:
                 for ch in chans:
                     ch.remove_putter(fut)
 

@@ -270,12 +270,13 @@ class Plumber:
             async with asyncio.TaskGroup() as tg:
                 if self._remote is not None:
                     tg.create_task(self._remote.run(), name=f"pipelines:{self.name}:remote")
-                group = self._group
-                if group is not None:
-                    tg.create_task(group.run(),
-                                   name=f"pipelines:{self.name}:{'+'.join(group.names)}")
+                grouped: set[str] = set()
+                if self._group is not None:
+                    grouped.update(self._group.names)
+                    tg.create_task(self._group.run(),
+                                   name=f"pipelines:{self.name}:{'+'.join(self._group.names)}")
                 for node in self.nodes.values():
-                    if group is None or node not in group.nodes:
+                    if node.name not in grouped:
                         tg.create_task(node.run(), name=f"pipelines:{self.name}:{node.name}")
             status = RunStatus.COMPLETED
         except asyncio.CancelledError:

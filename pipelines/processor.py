@@ -268,8 +268,7 @@ class Processor:
         fut: asyncio.Future[None] = self._loop.create_future()
         for ch in channels:
             ch.add_putter(fut)
-        if self.sink is None:  # (room in the result sink: the reader gives it, not a node)
-            self.blocked, self.blocked_on = fut, channels
+        self.block(fut, channels)
         try:
             await fut
         finally:
@@ -296,9 +295,18 @@ class Processor:
         finished. (The waker lets go of it when it calls; while no item is in flight it is the
         node's `blocked` future, and once done it blocks nothing.)"""
         fut = self._waker.arm(self._loop)
-        if not self.inflight:
-            self.blocked = fut
+        self.block(fut)
         return fut
+
+    def block(self, fut: asyncio.Future[None], room: list[Channel] | None = None) -> None:
+        """Show the stall watchdog that the node waits on `fut`, which only another node can
+        resolve: for input (`room` None) while no item is in flight, or for room on the full
+        edges `room`. Room in the result sink is not shown (the reader gives it, not a node)."""
+        if room is None:
+            if not self.inflight:
+                self.blocked = fut
+        elif self.sink is None:
+            self.blocked, self.blocked_on = fut, room
 
     def close_outputs(self) -> None:
         """This node sends nothing more."""
