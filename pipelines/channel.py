@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
-__all__ = ["Channel", "Waker"]
+__all__ = ["Channel", "Counts", "Waker"]
+
+
+class Counts(Protocol):
+    """What a channel's `sender` counts the items it takes in."""
+
+    items_out: int
 
 
 class Waker:
@@ -41,11 +48,11 @@ class Waker:
 
 
 class Channel:
-    """A bounded FIFO edge. The one way in is `offer` (as many items as fit now; `offer_one`
-    for a single item; a producer with items left waits for room with `add_putter`), and
-    producers `close` when done; the one
-    way out is `take` (whatever is there, in one call), and the consumer is woken through the
-    `wake` it gave. The full-edge rule lives here only.
+    """A bounded FIFO edge. The one way in is `offer` (as many items as fit now; a producer
+    with items left waits for room with `add_putter`); a producer that puts items one at a time
+    (a source's `put`) gets the same rule as one function from `sender`. Producers `close` when
+    done. The one way out is `take` (whatever is there, in one call), and the consumer is woken
+    through the `wake` it gave. The full-edge rule lives here only.
 
     Moving lists of ready items per operation, rather than one item per await, is what makes
     a pipeline of cheap coroutines fast.
@@ -89,14 +96,25 @@ class Channel:
             self.wake()
         return end
 
-    def offer_one(self, item: Any) -> bool:
-        """Append `item` if there is room now; False when the channel is full or abandoned."""
-        if len(self.buf) >= self.maxsize or self.abandoned:
-            return False
-        self.buf.append(item)
-        if self.wake.waiting is not None:
-            self.wake()
-        return True
+    def sender(self, counts: Counts, done: Awaitable[None],
+               when_full: Callable[[Any], Awaitable[None]]) -> Callable[[Any], Awaitable[None]]:
+        """The way in for one producer that puts items one at a time: a function of an item
+        that appends it when the channel has room now, adds one to `counts.items_out` and
+        returns `done` (an awaitable already done); else (full, or the consumer gone) it
+        returns `when_full(item)`, which waits and puts it. One Python call per item: a
+        source's `put` is this function."""
+        buf, maxsize, append = self.buf, self.maxsize, self.buf.append
+
+        def send(item: Any) -> Awaitable[None]:
+            if len(buf) < maxsize and not self.abandoned:
+                append(item)
+                if self.wake.waiting is not None:
+                    self.wake()
+                counts.items_out += 1
+                return done
+            return when_full(item)
+
+        return send
 
     def add_putter(self, fut: asyncio.Future[None]) -> None:
         """Resolve `fut` when the consumer next takes items (or abandons the channel)."""

@@ -462,7 +462,8 @@ class OutputQueue:
     """What a source coroutine gets as its output queue: the familiar `await put(item)`, bounded,
     fanned out to every downstream node."""
 
-    __slots__ = ("_node", "_metrics", "_outlets", "_one", "_limit", "_cap", "_bounds", "_done")
+    __slots__ = ("_node", "_metrics", "_outlets", "_one", "_limit", "_cap", "_bounds", "_done",
+                 "_send")
 
     def __init__(self, node: InputProcessor, limit: int | None) -> None:
         self._node = node
@@ -477,6 +478,9 @@ class OutputQueue:
         self._done.set_result(None)
         cap = node.max_item_bytes
         self._bounds = quick_bounds(cap) if cap is not None else None
+        #: puts one item into the one channel a single-outlet source feeds (the channel's rule)
+        self._send = (self._one.sender(self._metrics, self._done, self._put_when_room)
+                      if self._one is not None else None)
 
     def _fits(self, item: Any) -> bool:
         """True if `item` is within the node's max_item_bytes; if not, it is reported."""
@@ -510,11 +514,23 @@ class OutputQueue:
             # ints are left to the first node that takes them (its output is checked): sources
             # mostly emit small ints, and this check is on every put
             return self._done
-        one = self._one
-        if one is not None and one.offer_one(item):
-            m.items_out += 1
-            return self._done
+        send = self._send
+        if send is not None:
+            return send(item)
         return self._node.emit([item])  # waits for room; a consumer gone is handled there
+
+    async def _put_when_room(self, item: Any) -> None:
+        """The one edge is full: wait for room, then put (its consumer gone: the node's `emit`
+        drops the item and ends the source)."""
+        ch, node = self._one, self._node
+        assert ch is not None
+        while not ch.abandoned:
+            await node.wait_for_room(self._outlets)
+            if not (ch.abandoned or ch.full):
+                ch.offer([item])
+                self._metrics.items_out += 1
+                return
+        await node.emit([item])
 
     def _over_limit(self) -> LimitExceeded:
         return LimitExceeded(f"node {self._node.name!r}: more than {self._limit} items from one "
@@ -560,27 +576,14 @@ class OutputQueue:
 
 class _PlainOutputQueue(OutputQueue):
     """The queue of the usual source: one downstream node, no cap on its items or their size;
-    a put checks nothing but room."""
+    a put checks nothing but room, so `put` is the channel's own sender (one call per item)."""
 
-    __slots__ = ()
+    __slots__ = ("put",)
 
-    def put(self, item: Any) -> Awaitable[None]:
-        if self._one.offer_one(item):  # type: ignore[union-attr]
-            self._metrics.items_out += 1
-            return self._done
-        return self._put_when_room(item)
-
-    async def _put_when_room(self, item: Any) -> None:
-        """The edge is full: wait for room, then put (its consumer gone: the node's `emit`
-        drops the item and ends the source)."""
-        ch, node = self._one, self._node
-        assert ch is not None
-        while not ch.abandoned:
-            await node.wait_for_room(self._outlets)
-            if ch.offer_one(item):
-                self._metrics.items_out += 1
-                return
-        await node.emit([item])
+    def __init__(self, node: InputProcessor, limit: int | None) -> None:
+        super().__init__(node, limit)
+        assert self._send is not None
+        self.put = self._send  # type: ignore[assignment,method-assign]
 
 
 class InputProcessor(Processor):
