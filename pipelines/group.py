@@ -16,25 +16,32 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from .channel import Waker
+from .channel import Channel, Waker
+from .driven import DrivenSource, SourceNode
 from .errors import PipelineError
 from .processor import DONE, MORE, WAIT_INPUT, WAIT_ROOM, Detached, Processor
 
-__all__ = ["NodeGroup", "PASSES_BEFORE_YIELD"]
+__all__ = ["NodeGroup", "PASSES_BEFORE_YIELD", "SOURCE_PASS"]
 
 #: Passes over the nodes that found work, one after the other, before the group lets the
 #: other tasks run once (sources, item tasks) even though it still has work.
 PASSES_BEFORE_YIELD = 64
+#: What a pass that also ran a driven source's steps counts for: it brought in a batch from
+#: outside, so the group yields after 8 of those (some 500 cheap items), not 64.
+SOURCE_PASS = 8
 
 
 class NodeGroup:
     """Runs `nodes` (in graph order, upstream first) in the calling task; `waker` is the one
-    every one of them was built with."""
+    every one of them was built with. `sources`: sources that feed them, whose steps this
+    task runs too, before its nodes' turns, while they only wait for room (driven.py)."""
 
-    def __init__(self, nodes: list[Processor], waker: Waker) -> None:
+    def __init__(self, nodes: list[Processor], waker: Waker,
+                 sources: list[DrivenSource] | None = None) -> None:
         assert all(n.waker is waker for n in nodes), "the nodes of a group share its waker"
         self.nodes = nodes
         self.waker = waker
+        self.sources = list(sources or [])
 
     @property
     def names(self) -> list[str]:
@@ -48,10 +55,23 @@ class NodeGroup:
             assert node.inlet is not None, "a processor needs an inlet (built by the Plumber)"
             node.begin()
         current: Processor | None = None
+        loop = asyncio.get_running_loop()
+        me = asyncio.current_task()
+        assert me is not None
+        driven = list(self.sources)
         try:
             passes = 0
-            while live:
+            while live or driven:
                 again = False
+                weight = 1
+                for src in driven:
+                    # its edge full: it waits for room (FULL); else it runs until it waits
+                    if src.channel.full:
+                        continue
+                    weight = SOURCE_PASS
+                    if not src.step(loop, me):
+                        driven = [s for s in driven if s is not src]  # no longer driven here
+                        again = True  # (the loop's test again: it may have been the last)
                 inputs: list[Processor] = []  # waiting for input
                 room: list[Processor] = []  # waiting for room on full outlets
                 ended: list[Processor] = []
@@ -77,15 +97,16 @@ class NodeGroup:
                     node.ended()
                 if not again and not ended:
                     # a node further down may have made room for one blocked further up
-                    again = any(not ch.full for node in room for ch in node.full_outlets())
+                    again = (any(not ch.full for node in room for ch in node.full_outlets())
+                             or any(not src.channel.full for src in driven))
                 if again or ended:
-                    passes += 1
+                    passes += weight
                     if passes >= PASSES_BEFORE_YIELD:
                         passes = 0
                         await asyncio.sleep(0)
                     continue
                 passes = 0
-                await self._wait(inputs, room)
+                await self._wait(inputs, room, driven)
         except BaseException as exc:
             if current is not None and isinstance(exc, PipelineError):
                 self._flush(live, current)
@@ -110,11 +131,15 @@ class NodeGroup:
             except Exception:  # noqa: BLE001 - the first failure is the one reported
                 pass
 
-    async def _wait(self, inputs: list[Processor], room: list[Processor]) -> None:
-        """Wait until the waker is called or one of the edges the nodes in `room` are blocked
-        on has room; every node shows the stall watchdog what it waits on meanwhile."""
+    async def _wait(self, inputs: list[Processor], room: list[Processor],
+                    driven: list[DrivenSource]) -> None:
+        """Wait until the waker is called or one of the edges the nodes in `room` (and the
+        `driven` sources) are blocked on has room; every node shows the stall watchdog what it
+        waits on meanwhile."""
         fut = self.waker.arm()
-        waits = [(node, node.full_outlets()) for node in room]
+        waits: list[tuple[Processor | SourceNode, list[Channel]]] = [
+            (node, node.full_outlets()) for node in room]
+        waits += [(src.node, [src.channel]) for src in driven if src.driving]
         for node, chans in waits:
             for ch in chans:
                 ch.add_putter(fut)
@@ -127,7 +152,8 @@ class NodeGroup:
             for node in inputs:
                 node.blocked = None
             for node, chans in waits:
-                node.blocked = node.blocked_on = None
+                if node.blocked is fut:  # (a source's own task may have taken it over)
+                    node.blocked = node.blocked_on = None
                 for ch in chans:
                     ch.remove_putter(fut)
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from .channel import Channel, Waker
 from .compiler import CompiledNode, CoroMap, compile_spec, inflight_capacity
+from .driven import DrivenSource
 from .errors import PipelineError
 from .group import NodeGroup
 from .processor import InputProcessor, MergeInlet, Processor, ZipInlet
@@ -91,6 +92,7 @@ class Plumber:
         self.nodes: dict[str, Processor] = {}
         self._edges: list[tuple[str, str, Channel]] = []
         self._group: NodeGroup | None = None
+        self._driven: list[DrivenSource] = []
         self._build(compiled, on_item_error if on_item_error is not None else LogSkippedItems(),
                     shared_task)
         if remote is not None and any(c.spec.properties.pool for c in compiled.values()):
@@ -155,7 +157,18 @@ class Plumber:
         for name in topo.outputs:
             self.nodes[name].sink = self._sink
         if grouped:
-            self._group = NodeGroup([self.nodes[name] for name in local], waker)
+            # The sources that alone feed one edge into the group: its task runs their steps
+            # too. (Not on an edge other nodes feed as well: the group would run the source as
+            # soon as there is room, ahead of the others waiting for it.)
+            fed: dict[int, list[str]] = {}
+            for _, b, ch in self._edges:
+                fed.setdefault(id(ch), []).append(b)
+            self._driven = [
+                DrivenSource(node) for name in topo.order
+                if isinstance(node := self.nodes[name], InputProcessor)
+                and len(node.outlets) == 1
+                and (into := fed[id(node.outlets[0])]) == [into[0]] and into[0] in grouped]
+            self._group = NodeGroup([self.nodes[name] for name in local], waker, self._driven)
 
     # -- state -------------------------------------------------------------------------------
     @property
@@ -271,6 +284,9 @@ class Plumber:
                 if self._remote is not None:
                     tg.create_task(self._remote.run(), name=f"pipelines:{self.name}:remote")
                 grouped: set[str] = set()
+                for src in self._driven:  # (their tasks first: the group's steps need them)
+                    src.start(tg, f"pipelines:{self.name}:{src.node.name}")
+                    grouped.add(src.node.name)
                 if self._group is not None:
                     grouped.update(self._group.names)
                     tg.create_task(self._group.run(),

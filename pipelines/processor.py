@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from .channel import Channel, Waker
+from .driven import wait_for_room_in_step
 from .errors import ItemTimeout, ItemTooLarge, LimitExceeded, NodeFailed, PipelineError
 from .inlets import Inlet, MergeInlet, ZipInlet
 from .items import DROP, FAILED
@@ -525,7 +526,10 @@ class OutputQueue:
         ch, node = self._one, self._node
         assert ch is not None
         while not ch.abandoned:
-            await node.wait_for_room(self._outlets)
+            if node.driven:  # the shared task runs this source: back to it until there is room
+                await wait_for_room_in_step()
+            else:
+                await node.wait_for_room(self._outlets)
             if not (ch.abandoned or ch.full):
                 ch.offer([item])
                 self._metrics.items_out += 1
@@ -594,6 +598,8 @@ class InputProcessor(Processor):
 
     kind = "source"
     max_items: int | None = None
+    #: True while the pipeline's shared task runs this source's steps (see driven.py)
+    driven = False
 
     def _source_failed(self, exc: BaseException) -> None:
         """A source that raises ends its stream; with on_error "fail" it stops the pipeline."""

@@ -132,9 +132,9 @@ def batch_note(rows: list[Row], workload: str, ours: Row) -> str:
     return (f"(note: per-batch costs take {100 * share:.0f}% of the engine's time here: with "
             f"queue_size {BIG_QUEUE} it moves {fmt_rate(big.best)} it/s. A batch is at most one "
             "full edge (64 items, as the reference's Queue(64)), and each costs every node a "
-            "turn, the source and the nodes' shared task a wake-up each, and event-loop "
-            "iterations; the round-to-round swing shows in the median column; --instructions "
-            "counts the cost per item apart from the machine's load)")
+            "turn and the source a step in the nodes' shared task (which lets the event loop "
+            "run others every 8 batches); the round-to-round swing shows in the median "
+            "column; --instructions counts the cost per item apart from the machine's load)")
 
 
 def w3_note(n: int, ours: Row, pool: Row) -> str:
