@@ -21,14 +21,15 @@ from .driven import DrivenSource, SourceNode
 from .errors import PipelineError
 from .processor import DONE, MORE, WAIT_INPUT, WAIT_ROOM, Detached, Processor
 
-__all__ = ["NodeGroup", "PASSES_BEFORE_YIELD", "SOURCE_PASS"]
+__all__ = ["NodeGroup", "PASSES_BEFORE_YIELD", "SOURCE_ITEMS_BEFORE_YIELD"]
 
 #: Passes over the nodes that found work, one after the other, before the group lets the
 #: other tasks run once (sources, item tasks) even though it still has work.
 PASSES_BEFORE_YIELD = 64
-#: What a pass that also ran a driven source's steps counts for: it brought in a batch from
-#: outside, so the group yields after 8 of those (some 500 cheap items), not 64.
-SOURCE_PASS = 8
+#: Items its driven sources put, one pass after another, before the group lets the other
+#: tasks run once, whatever the size of their edges (a chain of quick nodes moves 512 in well
+#: under a millisecond).
+SOURCE_ITEMS_BEFORE_YIELD = 512
 
 
 class NodeGroup:
@@ -60,18 +61,19 @@ class NodeGroup:
         assert me is not None
         driven = list(self.sources)
         try:
-            passes = 0
+            passes = fed = 0
             while live or driven:
                 again = False
-                weight = 1
                 for src in driven:
                     # its edge full: it waits for room (FULL); else it runs until it waits
                     if src.channel.full:
                         continue
-                    weight = SOURCE_PASS
+                    counts = src.node.metrics
+                    before = counts.items_out
                     if not src.step(loop, me):
                         driven = [s for s in driven if s is not src]  # no longer driven here
                         again = True  # (the loop's test again: it may have been the last)
+                    fed += counts.items_out - before
                 inputs: list[Processor] = []  # waiting for input
                 room: list[Processor] = []  # waiting for room on full outlets
                 ended: list[Processor] = []
@@ -100,12 +102,12 @@ class NodeGroup:
                     again = (any(not ch.full for node in room for ch in node.full_outlets())
                              or any(not src.channel.full for src in driven))
                 if again or ended:
-                    passes += weight
-                    if passes >= PASSES_BEFORE_YIELD:
-                        passes = 0
+                    passes += 1
+                    if passes >= PASSES_BEFORE_YIELD or fed >= SOURCE_ITEMS_BEFORE_YIELD:
+                        passes = fed = 0
                         await asyncio.sleep(0)
                     continue
-                passes = 0
+                passes = fed = 0
                 await self._wait(inputs, room, driven)
         except BaseException as exc:
             if current is not None and isinstance(exc, PipelineError):

@@ -177,9 +177,12 @@ async def test_a_source_has_its_own_context(shared: bool) -> None:
     assert set(got) == {"unset"} and len(got) == 300
 
 
-async def test_the_shared_task_lets_other_tasks_run_while_it_drives_a_source() -> None:
+@pytest.mark.parametrize(("queue_size", "least"), [(64, 30), (2048, 8)])
+async def test_the_shared_task_lets_other_tasks_run_while_it_drives_a_source(
+        queue_size: int, least: int) -> None:
     """A source that never waits on anything but room keeps the shared task busy; the task
-    still lets the event loop run others every few batches."""
+    still lets the event loop run others after 512 items from it (or one edge's worth, when
+    the edge holds more: a source's step fills its edge)."""
     ticks = 0
 
     async def ticker() -> None:
@@ -195,9 +198,11 @@ async def test_the_shared_task_lets_other_tasks_run_while_it_drives_a_source() -
     t = asyncio.create_task(ticker())
     await asyncio.sleep(0)
     start = ticks
-    report = await Plumber(chain(source), coro_map=ident).run()
+    spec = chain(source)
+    spec["nodes"]["a"]["properties"] = {"queue_size": queue_size}
+    report = await Plumber(spec, coro_map=ident).run()
     t.cancel()
     assert report.status is RunStatus.COMPLETED, report.error
     assert report.nodes["b"].items_out == 20_000
-    # 20,000 items are some 310 batches of 64; the shared task yields after 8 of them at most
-    assert ticks - start >= 30
+    # 20,000 items: 39 yields or more at 512 items each; 9 or more at 2,048 (one edge) each
+    assert ticks - start >= least

@@ -133,7 +133,7 @@ def batch_note(rows: list[Row], workload: str, ours: Row) -> str:
             f"queue_size {BIG_QUEUE} it moves {fmt_rate(big.best)} it/s. A batch is at most one "
             "full edge (64 items, as the reference's Queue(64)), and each costs every node a "
             "turn and the source a step in the nodes' shared task (which lets the event loop "
-            "run others every 8 batches); the round-to-round swing shows in the median "
+            "run others every 512 items); the round-to-round swing shows in the median "
             "column; --instructions counts the cost per item apart from the machine's load)")
 
 
