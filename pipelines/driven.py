@@ -51,6 +51,7 @@ class SourceNode(Protocol):
     def block(self, fut: asyncio.Future[None], room: list[Channel] | None = None) -> None:
         """Show the stall watchdog what the source waits on."""
 
+
 #: What a driven source yields to the shared task when its edge is full.
 FULL: Final = object()
 
@@ -72,9 +73,6 @@ class DrivenSource:
         #: the source's context (made when its task is): its steps run in it here, and its
         #: task runs in it after
         self.context: contextvars.Context | None = None
-        #: True while the shared task runs its steps (the source has started and not ended,
-        #: nor been taken over by its task)
-        self.driving = False
         self._task: asyncio.Task[None] | None = None
         self._coro: Any = None  # the source's run, once started here
         self._first: Any = None  # what it awaited when its task took it over
@@ -99,7 +97,7 @@ class DrivenSource:
                 raise  # never started, or ended already
             # cancelled while the shared task runs its steps: the pipeline stops, or a timeout
             # the source entered expired; the source gets the cancellation where it waits
-            coro, self._coro = self._coro, None
+            coro = self._coro
             self._stop()
             resumed = Resumed(coro, None)
             resumed.throw_first(exc)
@@ -120,17 +118,15 @@ class DrivenSource:
         coro = self._coro
         if coro is None:
             coro = self._coro = self.node.run()
-            self.driving = self.node.driven = True
+            self.node.driven = True
         try:
             got = context.run(first_step_as, loop, current, self._task, coro)
         except StopIteration:
             self._stop()
-            self._coro = None
             go.set_result(None)
             return False
         except (Exception, asyncio.CancelledError) as exc:  # the source's run failed
             self._stop()
-            self._coro = None
             if isinstance(exc, asyncio.CancelledError):
                 go.cancel()
             else:
@@ -140,9 +136,17 @@ class DrivenSource:
             return True
         # it awaits something else (I/O, a timer): its own task takes it over for good
         self._stop()
-        self._first = got
+        self._first, self._coro = got, coro
         go.set_result(None)
         return False
 
+    @property
+    def driving(self) -> bool:
+        """The shared task runs its steps: it has started, not ended, and its task has not
+        taken it over."""
+        return self.node.driven
+
     def _stop(self) -> None:
-        self.driving = self.node.driven = False
+        """No longer driven here (the shared task lets go of its run)."""
+        self.node.driven = False
+        self._coro = None

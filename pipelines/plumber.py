@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -160,14 +161,13 @@ class Plumber:
             # The sources that alone feed one edge into the group: its task runs their steps
             # too. (Not on an edge other nodes feed as well: the group would run the source as
             # soon as there is room, ahead of the others waiting for it.)
-            fed: dict[int, list[str]] = {}
-            for _, b, ch in self._edges:
-                fed.setdefault(id(ch), []).append(b)
+            producers = Counter(id(ch) for _, _, ch in self._edges)
+            consumer = {id(ch): b for _, b, ch in self._edges}
             self._driven = [
                 DrivenSource(node) for name in topo.order
                 if isinstance(node := self.nodes[name], InputProcessor)
-                and len(node.outlets) == 1
-                and (into := fed[id(node.outlets[0])]) == [into[0]] and into[0] in grouped]
+                and len(node.outlets) == 1 and producers[id(ch := node.outlets[0])] == 1
+                and consumer[id(ch)] in grouped]
             self._group = NodeGroup([self.nodes[name] for name in local], waker, self._driven)
 
     # -- state -------------------------------------------------------------------------------
