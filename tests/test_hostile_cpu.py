@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
+import pytest
 from hostile_util import ATTACKER, metric
 from rawsio import RawSio, client_session
 from reliability_util import finish_canary, healthz, start_canary
 from serverutil import serve
+
+from server.wire import first_step_charged
 
 __all__: list[str] = []
 
@@ -153,3 +157,45 @@ async def test_large_acks_and_connects_are_handled_like_events() -> None:
             await c.close()
             if canary.client.connected:
                 await canary.client.disconnect()
+
+
+def _burn(seconds: float) -> None:
+    """Spend `seconds` of this thread's CPU time."""
+    until = time.thread_time() + seconds
+    while time.thread_time() < until:
+        pass
+
+
+async def test_an_address_is_charged_its_packets_work_not_what_runs_while_it_awaits() -> None:
+    """A packet's handling is charged the CPU of its first step (decoding and dispatch), not
+    what other tasks of the thread run while it awaits: a connect handler awaiting while
+    another session's pipeline works (or, in these tests, the client encoding its next frame)
+    must not push the address over its share."""
+    charged: list[float] = []
+    go_on = asyncio.Event()
+
+    async def handling() -> str:
+        _burn(0.02)  # the packet's own work
+        await go_on.wait()
+        return "answered"
+
+    async def meanwhile() -> None:
+        _burn(0.3)  # someone else's work, while the packet's handling awaits
+        go_on.set()
+
+    other = asyncio.create_task(meanwhile())
+    assert await first_step_charged(handling(), charged.append) == "answered"
+    await other
+    assert len(charged) == 1 and 0.02 <= charged[0] < 0.15, charged
+
+
+async def test_a_packets_error_is_raised_and_its_work_charged() -> None:
+    charged: list[float] = []
+
+    async def bad() -> None:
+        _burn(0.01)
+        raise ValueError("not a packet")
+
+    with pytest.raises(ValueError, match="not a packet"):
+        await first_step_charged(bad(), charged.append)
+    assert len(charged) == 1 and charged[0] >= 0.01, charged
