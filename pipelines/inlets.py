@@ -23,7 +23,7 @@ class MergeInlet:
     def take_one(self) -> tuple[Any, ...] | None:
         """The next item, or None when there is none now."""
         channel = self.channel
-        return channel.take(1, as_tuples=True)[0] if channel.buf else None
+        return channel.take(1, True)[0] if channel.buf else None  # (as tuples)
 
     def ready(self) -> bool:
         """An item can be taken now."""

@@ -130,9 +130,10 @@ class Pending:
 
     __slots__ = ("item", "task", "aw", "done", "value", "error", "start")
 
-    def __init__(self, item: tuple[Any, ...], aw: Any = None, start: float = 0.0) -> None:
+    def __init__(self, item: tuple[Any, ...], start: float = 0.0,
+                 task: asyncio.Task[Any] | None = None, aw: Any = None) -> None:
         self.item = item
-        self.task: asyncio.Task[None] | None = None
+        self.task = task
         self.aw = aw  # what the task awaits: None (start the item), Resumed, or IDLE
         self.done = False
         self.value: Any = None

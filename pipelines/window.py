@@ -3,8 +3,11 @@
 It starts a batch of items eagerly (each item's first step runs in place, as the window's
 spare task, see `hosting.py`: a coroutine that finishes without suspending never becomes a
 task), owns the tasks of the items that suspend, hands back finished values (in input order
-when `ordered`), and counts drops and failures. At most `concurrency` items run at once; when
-`ordered`, results that finished behind a running item wait in the window too.
+when `ordered`), and counts drops and failures. At most `concurrency` items run at once, and
+the finished results it holds, with those the node is passing on, stay within a cap,
+`max(concurrency, BATCH)`. When `ordered`, the items from the oldest still running to the
+newest (running, or finished and waiting in input order) span at most `2 * concurrency`: a slow
+item does not stop the others from starting until that many are in the window.
 
 Item tasks work as the workers of a pool: one that finishes an item takes the next one from
 the node's inlet itself while the window has room (no node turn, no new task in between), and
@@ -89,10 +92,9 @@ class Window:
         #: results the node is passing on now (they count against `_cap`)
         self.held = 0
         self.running = 0
-        # ordered: items in input order, running (Pending) or finished behind a running one;
-        # `_ready`: the finished front, moved out by the task that finished it
+        # ordered: items in input order, running (Pending), finished (a done Pending), or the
+        # value of one that finished in place behind a running one
         self._slots: deque[Any] = deque()
-        self._ready: deque[Any] = deque()
         self._finished: list[Pending] = []  # unordered: finished, not passed on
         self._tasks: set[asyncio.Task[Any]] = set()
         self._parked: list[tuple[asyncio.Future[Pending | None], asyncio.Task[Any]]] = []
@@ -105,7 +107,7 @@ class Window:
         self._spare_slot: Pending | None = None
         self._go: asyncio.Future[None] | None = None
         self._run = Run([])
-        self._ticks = _TIMED - 1  # the first turn or task item is timed
+        self._ticks = 0  # the first turn or task item is timed (then one in _TIMED)
         #: the eager runner (items.run_items), between runs; None until the next run makes one
         self._runner: Coroutine[Any, Any, Any] | None = None
         # the node's loop and task: set by `bind`, which the node calls before anything else
@@ -120,19 +122,20 @@ class Window:
 
     # -- state ---------------------------------------------------------------------------
     def room(self) -> int:
-        """Items the window can still start: `concurrency` less those running (and, when
-        `ordered`, less the results waiting behind one still running), while the finished
-        results it holds (and those the node is passing on) stay within its cap."""
+        """Items the window can still start: `concurrency` less those running, while the
+        finished results it holds and those the node is passing on stay within its cap (and,
+        when `ordered`, its slots within twice `concurrency`)."""
+        running = self.running
         if self.ordered:
-            return self.concurrency - len(self._slots)
-        return min(self.concurrency - self.running, self._cap - self.held - len(self._finished))
+            n = len(self._slots)
+            return min(self.concurrency - running, 2 * self.concurrency - n,
+                       self._cap - self.held - n + running)
+        return min(self.concurrency - running, self._cap - self.held - len(self._finished))
 
     def has_ready(self) -> bool:
         """Results (or failures) the node can take now."""
         if not self.ordered:
             return bool(self._finished)
-        if self._ready:
-            return True
         slots = self._slots
         if not slots:
             return False
@@ -142,22 +145,29 @@ class Window:
     @property
     def idle(self) -> bool:
         """Nothing running and nothing to pass on."""
-        return not (self.running or self._slots or self._ready or self._finished)
+        return not (self.running or self._slots or self._finished)
 
     # -- results ---------------------------------------------------------------------------
     def take_ready(self, out: list[Any]) -> None:
         """Move the results that are ready (in input order when `ordered`) into `out`; drops
         are counted and failures reported (raises NodeFailed for on_error "fail")."""
         if self.ordered:
-            ready = self._ready
-            while ready:
-                self._pass(ready.popleft(), out)
             slots = self._slots
+            append = out.append
             while slots:
                 head = slots[0]
-                if type(head) is Pending and not head.done:
-                    break
-                self._pass(slots.popleft(), out)
+                if type(head) is Pending:
+                    if not head.done:
+                        break
+                    if head.error is not None or head.value is DROP or head.value is FAILED:
+                        self._pass(slots.popleft(), out)
+                        continue
+                    head = head.value
+                elif head is DROP or head is FAILED:
+                    self._pass(slots.popleft(), out)
+                    continue
+                slots.popleft()
+                append(head)  # (what _pass does with a plain value)
         elif self._finished:
             batch, self._finished = self._finished, []
             for slot in batch:
@@ -262,7 +272,7 @@ class Window:
 
     def _spawn(self, item: tuple[Any, ...]) -> Pending:
         """A task for `item`: a parked item task if there is one, else a new one."""
-        slot = Pending(item, None, self._clock())
+        slot = Pending(item, self._clock())
         self.running += 1
         if self._parked:
             fut, task = self._parked.pop()
@@ -278,14 +288,18 @@ class Window:
         """A start time for the latency metric, of an item started in a task or of a turn's
         items run in place: one in _TIMED is timed (a clock read costs about as much as running
         a quick item), else 0.0."""
-        self._ticks = ticks = (self._ticks + 1) % _TIMED
-        return 0.0 if ticks else time.perf_counter()
+        ticks = self._ticks
+        if ticks:
+            self._ticks = ticks - 1
+            return 0.0
+        self._ticks = _TIMED - 1
+        return time.perf_counter()
 
     def _new_host(self) -> asyncio.Task[None]:
         """A spare task for eager first steps to run as (a timeout the item enters binds to
         it, not to the node's task); one serves every step until an item suspends."""
         self._go = self._loop.create_future()
-        self._spare_slot = Pending((), IDLE)
+        self._spare_slot = Pending((), aw=IDLE)
         host = self._spare = self._loop.create_task(host_items(self, self._spare_slot, self._go))
         return host
 
@@ -322,27 +336,29 @@ class Window:
         of a pool, the task then runs the next item itself when the inlet has one and the
         window has room (returned as its new slot); else it parks (PARK) while the input is
         not done and fewer than `concurrency` tasks exist, or ends (None)."""
-        self.running -= 1
+        self.running = running = self.running - 1
         if slot.start:
             m = self.metrics
             m.lat_sum += time.perf_counter() - slot.start
             m.lat_n += 1
-        news = True  # the node has something new to take
+        # (room() > 0, written out: this runs once per item that ran in a task)
         if self.ordered:
             slots = self._slots
-            if slots and slots[0] is slot:
-                self._move_front()
-            else:
-                news = False  # it waits behind a running item
+            news = bool(slots) and slots[0] is slot  # else it waits behind a running item
+            n = len(slots)
+            room = (running < self.concurrency and n < 2 * self.concurrency
+                    and n - running < self._cap - self.held)
         else:
-            self._finished.append(slot)
+            news = True  # the node has something new to take
+            finished = self._finished
+            finished.append(slot)
+            room = running < self.concurrency and len(finished) < self._cap - self.held
         task = slot.task
         if more and not self._input_done and (slot.error is None or not self._fail_fast):
-            if self.room() > 0:
+            if room:
                 item = self.node.take_one()
                 if item is not None:
-                    nxt = Pending(item, None, self._clock())
-                    nxt.task = task
+                    nxt = Pending(item, self._clock(), task)
                     self.running += 1
                     if self.ordered:
                         self._slots.append(nxt)
@@ -357,17 +373,6 @@ class Window:
         if task is not None:
             self._tasks.discard(task)
         return None
-
-    def _move_front(self) -> None:
-        """Move the finished front of the window out to `_ready` (making room), as much as
-        the cap on held results allows."""
-        slots, ready = self._slots, self._ready
-        cap = self._cap - self.held
-        while slots and len(ready) < cap:
-            head = slots[0]
-            if type(head) is Pending and not head.done:
-                break
-            ready.append(slots.popleft())
 
     async def parked(self, task: asyncio.Task[Any]) -> Pending | None:
         fut: asyncio.Future[Pending | None] = self._loop.create_future()

@@ -67,14 +67,15 @@ async def test_item_tasks_run_many_items_each_within_the_concurrency(ordered: bo
     assert report.nodes["w"].items_in == 400 and report.nodes["w"].items_out == 400
 
 
-async def test_a_slow_head_holds_the_ordered_window_to_its_concurrency() -> None:
-    started: list[int] = []
+async def test_a_slow_head_holds_the_ordered_window_to_twice_its_concurrency() -> None:
     head_done = asyncio.Event()
     started_while_head_ran: list[int] = []
+    running = [0, 0]  # now, peak
 
     async def item(self: Processor, q_elt: tuple[int]) -> int:
         i = q_elt[0]
-        started.append(i)
+        running[0] += 1
+        running[1] = max(running)
         if not head_done.is_set():
             started_while_head_ran.append(i)
         if i == 0:
@@ -82,13 +83,16 @@ async def test_a_slow_head_holds_the_ordered_window_to_its_concurrency() -> None
             head_done.set()
         else:
             await asyncio.sleep(0)
+        running[0] -= 1
         return i
 
     plumber = Plumber(chain(item, 100, concurrency=6), coro_map=lambda c: c, collect=True)
     got = [r.value async for r in plumber.results()]
     assert got == list(range(100))
-    # the head and the five behind it: finished results wait in the window, taking its room
-    assert started_while_head_ran == [0, 1, 2, 3, 4, 5]
+    # Behind the slow head, items go on starting (at most 6 running) while their results wait
+    # in input order, until the window spans 12 items: it takes no more until the head ends.
+    assert started_while_head_ran == list(range(12)), started_while_head_ran
+    assert running[1] == 6
 
 
 async def test_drops_and_failures_are_counted_when_tasks_take_items_themselves() -> None:

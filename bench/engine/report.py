@@ -145,10 +145,13 @@ def w3_note(n: int, ours: Row, pool: Row) -> str:
     overlap = "overlap" if lo <= phi and plo <= hi else "do not overlap"
     return (f"(note: {1000 * (lo - plo):.0f} ms behind the pool's best; the rounds {overlap}: "
             f"pool {plo:.3f}-{phi:.3f} s, engine {lo:.3f}-{hi:.3f} s. W3's items wait on "
-            "timers, and its time is mostly the event loop firing them late while it runs other "
-            "items; per item the engine runs more bytecodes than the pool (3,050 against 2,650 "
-            "on 2026-12-02: it keeps results in input order, the pool's are unordered), and "
-            "--opcodes --workloads W3 shows where)")
+            "timers; past the sleeps, its time is each timer firing late while the loop runs the "
+            "other items due at the same moment (uvloop's timers tick in whole milliseconds, so "
+            "many fire together), which grows with the Python each item costs. Per item the "
+            "engine runs 2,820 bytecodes against the pool's 2,660 on 2026-12-05; with the loop's "
+            "own left out (C code on uvloop) 1,190 against 880: the item task's bookkeeping "
+            "(Window.settled, taking the next item, the item's slot) and results kept in input "
+            "order, which the pool does not do; --opcodes --workloads W3 shows where)")
 
 
 def targets(rows: list[Row], w4: list[dict[str, Any]], ns: dict[str, int]) -> list[str]:
