@@ -154,11 +154,11 @@ class Channel:
         """Remove and return up to `n` items (never waits); `as_tuples`: each as a 1-tuple
         (built in C as they leave, which a node's inlet wants)."""
         buf = self.buf
-        if n == 1 and buf:  # (an item task taking its next item)
-            items = [(buf.popleft(),) if as_tuples else buf.popleft()]
-        elif n >= len(buf):
+        if n >= len(buf):
             items = list(zip(buf)) if as_tuples else list(buf)
             buf.clear()
+        elif n == 1:  # (an item task taking its next item)
+            items = [(buf.popleft(),) if as_tuples else buf.popleft()]
         else:
             popleft = buf.popleft
             items = [(popleft(),) for _ in range(n)] if as_tuples else [

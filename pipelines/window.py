@@ -82,6 +82,7 @@ class Window:
         self.fn: Callable[[Any, tuple[Any, ...]], Any] = (
             _guarded if guarded else _with_args if node.args else node.processor_coro)
         self.concurrency = props.concurrency
+        self._span = 2 * props.concurrency  # ordered: items in the slots at most
         self.ordered = props.ordered
         self._fail_fast = props.on_error == "fail"
         self._wake = wake
@@ -126,11 +127,19 @@ class Window:
         finished results it holds and those the node is passing on stay within its cap (and,
         when `ordered`, its slots within twice `concurrency`)."""
         running = self.running
+        room = self.concurrency - running
         if self.ordered:
             n = len(self._slots)
-            return min(self.concurrency - running, 2 * self.concurrency - n,
-                       self._cap - self.held - n + running)
-        return min(self.concurrency - running, self._cap - self.held - len(self._finished))
+            if not n:  # (nothing waits: within the span, and no finished result held)
+                held = self._cap - self.held
+                return held if held < room else room
+            if self._span - n < room:
+                room = self._span - n
+            held = n - running  # finished, waiting in the slots
+        else:
+            held = len(self._finished)
+        held = self._cap - self.held - held
+        return held if held < room else room  # (min() of these costs more than this)
 
     def has_ready(self) -> bool:
         """Results (or failures) the node can take now."""
@@ -153,7 +162,6 @@ class Window:
         are counted and failures reported (raises NodeFailed for on_error "fail")."""
         if self.ordered:
             slots = self._slots
-            append = out.append
             while slots:
                 head = slots[0]
                 if type(head) is Pending:
@@ -167,7 +175,7 @@ class Window:
                     self._pass(slots.popleft(), out)
                     continue
                 slots.popleft()
-                append(head)  # (what _pass does with a plain value)
+                out.append(head)  # (what _pass does with a plain value)
         elif self._finished:
             batch, self._finished = self._finished, []
             for slot in batch:
@@ -346,7 +354,7 @@ class Window:
             slots = self._slots
             news = bool(slots) and slots[0] is slot  # else it waits behind a running item
             n = len(slots)
-            room = (running < self.concurrency and n < 2 * self.concurrency
+            room = (running < self.concurrency and n < self._span
                     and n - running < self._cap - self.held)
         else:
             news = True  # the node has something new to take
