@@ -51,8 +51,10 @@ class Channel:
     """A bounded FIFO edge. The one way in is `offer` (as many items as fit now; a producer
     with items left waits for room with `add_putter`); a producer that puts items one at a time
     (a source's `put`) gets the same rule as one function from `sender`. Producers `close` when
-    done. The one way out is `take` (whatever is there, in one call), and the consumer is woken
-    through the `wake` it gave. The full-edge rule lives here only.
+    done. The one way out is `take` (whatever is there, in one call); a consumer that takes one
+    item at a time (an item task taking its next item) gets the same rule as one function from
+    `taker`. The consumer is woken through the `wake` it gave. The full-edge rule lives here
+    only.
 
     Moving lists of ready items per operation, rather than one item per await, is what makes
     a pipeline of cheap coroutines fast.
@@ -116,6 +118,22 @@ class Channel:
 
         return send
 
+    def taker(self) -> Callable[[], tuple[Any] | None]:
+        """The way out for a consumer that takes one item at a time (an item task taking its
+        next item): a function returning the next item as a 1-tuple, or None when there is
+        none now; producers waiting for room are woken as by `take`. One Python call per item."""
+        buf, popleft, putters = self.buf, self.buf.popleft, self._putters
+
+        def take_one() -> tuple[Any] | None:
+            if not buf:
+                return None
+            item = (popleft(),)
+            if putters:
+                self._wake_putters()
+            return item
+
+        return take_one
+
     def add_putter(self, fut: asyncio.Future[None]) -> None:
         """Resolve `fut` when the consumer next takes items (or abandons the channel)."""
         self._putters.append(fut)
@@ -157,8 +175,6 @@ class Channel:
         if n >= len(buf):
             items = list(zip(buf)) if as_tuples else list(buf)
             buf.clear()
-        elif n == 1:  # (an item task taking its next item)
-            items = [(buf.popleft(),) if as_tuples else buf.popleft()]
         else:
             popleft = buf.popleft
             items = [(popleft(),) for _ in range(n)] if as_tuples else [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from .channel import Channel
@@ -12,18 +13,15 @@ __all__ = ["Inlet", "MergeInlet", "ZipInlet"]
 class MergeInlet:
     """Every upstream item alone, as a 1-tuple, in arrival order (`aggregate_inputs: false`)."""
 
-    __slots__ = ("channel",)
+    __slots__ = ("channel", "take_one")
 
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
+        #: the next item, or None when there is none now (the channel's one-item way out)
+        self.take_one: Callable[[], tuple[Any, ...] | None] = channel.taker()
 
     def take(self, n: int) -> list[tuple[Any, ...]]:
         return self.channel.take(n, as_tuples=True)
-
-    def take_one(self) -> tuple[Any, ...] | None:
-        """The next item, or None when there is none now."""
-        channel = self.channel
-        return channel.take(1, True)[0] if channel.buf else None  # (as tuples)
 
     def ready(self) -> bool:
         """An item can be taken now."""

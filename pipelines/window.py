@@ -79,6 +79,7 @@ class Window:
         self.metrics = node.metrics
         guarded = props.on_error == "retry" or props.timeout is not None
         #: how one item is called, as ``fn(node, item)`` (see items.ItemRunner)
+        self._take_one = node.take_one
         self.fn: Callable[[Any, tuple[Any, ...]], Any] = (
             _guarded if guarded else _with_args if node.args else node.processor_coro)
         self.concurrency = props.concurrency
@@ -364,7 +365,7 @@ class Window:
         task = slot.task
         if more and not self._input_done and (slot.error is None or not self._fail_fast):
             if room:
-                item = self.node.take_one()
+                item = self._take_one()
                 if item is not None:
                     nxt = Pending(item, self._clock(), task)
                     self.running += 1

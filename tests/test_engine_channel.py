@@ -1,5 +1,6 @@
 """The channel's two ways in (`offer` for a batch, the function `sender` makes for one item at a
-time) keep the same full-edge rule, count what they take, and wake the consumer."""
+time) keep the same full-edge rule, count what they take, and wake the consumer; its two ways
+out (`take`, and the function `taker` makes) keep the order and wake waiting producers."""
 
 from __future__ import annotations
 
@@ -78,3 +79,26 @@ async def test_a_full_channel_wakes_its_putters_when_the_consumer_takes() -> Non
     assert not fut.done()
     ch.take(1)
     assert fut.done()
+
+
+async def test_take_and_taker_give_items_in_order_and_wake_waiting_producers() -> None:
+    """The two ways out: `take` (a batch) and the function `taker` makes (one item, as a
+    1-tuple, or None when there is none) keep the order, and both wake a producer that waits
+    for room."""
+    loop = asyncio.get_running_loop()
+    ch = Channel(3)
+    take_one = ch.taker()
+    assert take_one() is None
+    assert ch.offer([1, 2, 3]) == 3 and ch.full
+    room: asyncio.Future[None] = loop.create_future()
+    ch.add_putter(room)
+    assert take_one() == (1,)
+    assert room.done(), "taker woke the producer waiting for room"
+    ch.remove_putter(room)
+    assert ch.offer([4]) == 1 and list(ch.buf) == [2, 3, 4]
+    room = loop.create_future()
+    ch.add_putter(room)
+    assert ch.take(1, as_tuples=True) == [(2,)]
+    assert room.done(), "take woke the producer waiting for room"
+    ch.remove_putter(room)
+    assert (take_one(), take_one(), take_one()) == ((3,), (4,), None)
