@@ -177,9 +177,9 @@ async def test_a_source_has_its_own_context(shared: bool) -> None:
     assert set(got) == {"unset"} and len(got) == 300
 
 
-@pytest.mark.parametrize(("queue_size", "least"), [(64, 30), (2048, 8)])
+@pytest.mark.parametrize("queue_size", [64, 2048])
 async def test_the_shared_task_lets_other_tasks_run_while_it_drives_a_source(
-        queue_size: int, least: int) -> None:
+        queue_size: int) -> None:
     """A source that never waits on anything but room keeps the shared task busy; the task
     still lets the event loop run others after 512 items from it (or one edge's worth, when
     the edge holds more: a source's step fills its edge)."""
@@ -204,5 +204,7 @@ async def test_the_shared_task_lets_other_tasks_run_while_it_drives_a_source(
     t.cancel()
     assert report.status is RunStatus.COMPLETED, report.error
     assert report.nodes["b"].items_out == 20_000
-    # 20,000 items: 39 yields or more at 512 items each; 9 or more at 2,048 (one edge) each
-    assert ticks - start >= least
+    # 20,000 items: 39 yields at 512 items each, whatever the edge holds (its consumer takes
+    # at most a batch per turn, so the source refills that much per pass); counting passes
+    # alone, the loop would get about 16 turns in the whole run, at either size
+    assert ticks - start >= 30
