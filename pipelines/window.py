@@ -78,8 +78,8 @@ class Window:
         self.node = node
         self.metrics = node.metrics
         guarded = props.on_error == "retry" or props.timeout is not None
+        self._take_one = node.take_one  # (an item task's next item)
         #: how one item is called, as ``fn(node, item)`` (see items.ItemRunner)
-        self._take_one = node.take_one
         self.fn: Callable[[Any, tuple[Any, ...]], Any] = (
             _guarded if guarded else _with_args if node.args else node.processor_coro)
         self.concurrency = props.concurrency
@@ -165,18 +165,9 @@ class Window:
             slots = self._slots
             while slots:
                 head = slots[0]
-                if type(head) is Pending:
-                    if not head.done:
-                        break
-                    if head.error is not None or head.value is DROP or head.value is FAILED:
-                        self._pass(slots.popleft(), out)
-                        continue
-                    head = head.value
-                elif head is DROP or head is FAILED:
-                    self._pass(slots.popleft(), out)
-                    continue
-                slots.popleft()
-                out.append(head)  # (what _pass does with a plain value)
+                if type(head) is Pending and not head.done:
+                    break
+                self._pass(slots.popleft(), out)
         elif self._finished:
             batch, self._finished = self._finished, []
             for slot in batch:
@@ -345,26 +336,20 @@ class Window:
         of a pool, the task then runs the next item itself when the inlet has one and the
         window has room (returned as its new slot); else it parks (PARK) while the input is
         not done and fewer than `concurrency` tasks exist, or ends (None)."""
-        self.running = running = self.running - 1
+        self.running -= 1
         if slot.start:
             m = self.metrics
             m.lat_sum += time.perf_counter() - slot.start
             m.lat_n += 1
-        # (room() > 0, written out: this runs once per item that ran in a task)
         if self.ordered:
             slots = self._slots
             news = bool(slots) and slots[0] is slot  # else it waits behind a running item
-            n = len(slots)
-            room = (running < self.concurrency and n < self._span
-                    and n - running < self._cap - self.held)
         else:
             news = True  # the node has something new to take
-            finished = self._finished
-            finished.append(slot)
-            room = running < self.concurrency and len(finished) < self._cap - self.held
+            self._finished.append(slot)
         task = slot.task
         if more and not self._input_done and (slot.error is None or not self._fail_fast):
-            if room:
+            if self.room() > 0:
                 item = self._take_one()
                 if item is not None:
                     nxt = Pending(item, self._clock(), task)

@@ -85,7 +85,6 @@ READ_COST_PER_BYTE = 1e-9
 HANDSHAKE_COST = 0.0005
 
 
-
 async def first_step_charged(coro: Coroutine[Any, Any, Any],
                              charge: Callable[[float], None]) -> Any:
     """Await `coro`, passing `charge` the CPU seconds of its first step only: a packet's
@@ -99,6 +98,7 @@ async def first_step_charged(coro: Coroutine[Any, Any, Any],
     finally:
         charge(time.thread_time() - started)
     return await Resumed(coro, first)
+
 
 class ThrottledLog(logging.Filter):
     """For the libraries' loggers: one line per record, no traceback, at most `burst` records

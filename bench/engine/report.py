@@ -148,8 +148,8 @@ def w3_note(n: int, ours: Row, pool: Row) -> str:
             "timers; past the sleeps, its time is each timer firing late while the loop runs the "
             "other items due at the same moment (uvloop's timers tick in whole milliseconds, so "
             "many fire together), which grows with the Python each item costs. Per item the "
-            "engine runs 2,735 bytecodes against the pool's 2,656 on 2026-12-05; with the loop's "
-            "own left out (C code on uvloop) 1,106 against 878: the item task's bookkeeping "
+            "engine runs 2,841 bytecodes against the pool's 2,656 on 2026-12-05; with the loop's "
+            "own left out (C code on uvloop) 1,212 against 878: the item task's bookkeeping "
             "(Window.settled, taking the next item, the item's slot) and results kept in input "
             "order, which the pool does not do; --opcodes --workloads W3 shows where)")
 
