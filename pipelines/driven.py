@@ -11,8 +11,11 @@ The source still has a task of its own (the host), created with the others: duri
 what `asyncio.current_task()` returns (a timeout or task group the source enters binds to it),
 its context is the step's context, and it takes the source over for good -- the source then runs
 as a task of its own, as without the shared task -- as soon as the source awaits anything other
-than room (I/O, a sleep, a lock), or when it is cancelled (the pipeline stops, or a timeout the
-source entered expires).
+than room (I/O, a sleep, a lock), when it is cancelled (the pipeline stops, or a timeout the
+source entered expires), or when it next fills its edge after the node it feeds has started
+running its items in tasks (items that wait on I/O or timers: their tasks take the next items
+themselves, and the source refills the edge sooner from a task of its own, woken when they do,
+than from the shared task's passes).
 """
 
 from __future__ import annotations
@@ -52,6 +55,21 @@ class SourceNode(Protocol):
         """Show the stall watchdog what the source waits on."""
 
 
+class ItemsWindow(Protocol):
+    """What driving a source needs of the window of the node it feeds (window.Window)."""
+
+    #: True while the window runs items in place (they mostly finish without waiting)
+    in_place: bool
+
+
+class SourceConsumer(Protocol):
+    """What driving a source needs of the node it feeds (processor.Processor)."""
+
+    @property
+    def window(self) -> ItemsWindow:
+        """The node's window of running items."""
+
+
 #: What a driven source yields to the shared task when its edge is full.
 FULL: Final = object()
 
@@ -66,9 +84,10 @@ class DrivenSource:
     """One source node whose steps the shared task runs while it only waits for room on its one
     edge (`channel`); it has a task of its own too (`start`)."""
 
-    def __init__(self, node: SourceNode) -> None:
+    def __init__(self, node: SourceNode, consumer: SourceConsumer) -> None:
         assert len(node.outlets) == 1, "a driven source feeds one edge"
         self.node = node
+        self.consumer = consumer  # the node its edge feeds
         self.channel: Channel = node.outlets[0]
         #: the source's context (made when its task is): its steps run in it here, and its
         #: task runs in it after
@@ -133,8 +152,13 @@ class DrivenSource:
                 go.set_exception(exc)  # its task fails with it, as it would have
             return False
         if got is FULL:
-            return True
-        # it awaits something else (I/O, a timer): its own task takes it over for good
+            if self.consumer.window.in_place:
+                return True
+            # The node it feeds runs its items in tasks (they wait on I/O, timers), which take
+            # the next items themselves: the shared task's passes would only delay the source.
+            # Its own task takes it over, resuming it where it waits for room.
+            got = None
+        # (else it awaits something else: I/O, a timer) its own task takes it over for good
         self._stop()
         self._first, self._coro = got, coro
         go.set_result(None)

@@ -164,7 +164,8 @@ class Plumber:
             producers = Counter(id(ch) for _, _, ch in self._edges)
             consumer = {id(ch): b for _, b, ch in self._edges}
             self._driven = [
-                DrivenSource(node) for name in topo.order
+                DrivenSource(node, self.nodes[consumer[id(node.outlets[0])]])
+                for name in topo.order
                 if isinstance(node := self.nodes[name], InputProcessor)
                 and len(node.outlets) == 1 and producers[id(ch := node.outlets[0])] == 1
                 and consumer[id(ch)] in grouped]

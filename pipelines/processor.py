@@ -3,10 +3,11 @@
 A processor's turn (`Processor.turn`, which never waits): take the results that are ready from
 its window, take new items from its inlet into the window while it has room, pass the results
 on as one batch, and say what to wait for next (input, or room on a full outlet); it ends when
-its input and its window are done. A node's own task loops over its turns (`process`), or the
-pipeline's shared task takes the turns of several nodes (group.py). What runs the items
-(eagerly, in tasks, in order) is the node's `Window` (window.py); the node owns its input and
-output sides and its errors.
+its input and its window are done. An item task that finishes the next result passes the ready
+ones on itself (`pass_ready`) unless results already wait for room. A node's own task loops
+over its turns (`process`), or the pipeline's shared task takes the turns of several nodes
+(group.py). What runs the items (eagerly, in tasks, in order) is the node's `Window`
+(window.py); the node owns its input and output sides and its errors.
 """
 
 from __future__ import annotations
@@ -102,6 +103,8 @@ class Processor:
         self._pend_to: list[Channel] = []
         self._pend_at: list[int] = []
         self._fail_after: NodeFailed | None = None
+        # what passing results on from an item task raised (`pass_ready`): the next turn raises it
+        self._raise_next: Exception | None = None
 
     # -- the original's read-only surface ----------------------------------------------------
     @property
@@ -238,6 +241,25 @@ class Processor:
             return False
         if all(ch.abandoned for ch in outlets):
             raise Detached
+        return True
+
+    def pass_ready(self) -> bool:
+        """Pass on the results the window has ready, from the item task that finished the next
+        of them (as a worker of a pool puts its own result): downstream item tasks that finish
+        in the same loop iteration find them. False when the node's turn must do it (the caller
+        wakes the node): results already wait for room, some did not fit now, or passing them
+        on raised (Detached, or what an error callback raised: the next turn raises it)."""
+        if self._pend is not None or self._raise_next is not None:
+            return False
+        out: list[Any] = []
+        try:
+            self.window.take_ready(out)
+            if out and not self.offer_out(out):
+                self.window.held = len(out)  # (as the turn does: pending, the turn places them)
+                return False
+        except Exception as exc:  # noqa: BLE001 - raised by the node's next turn
+            self._raise_next = exc
+            return False
         return True
 
     def place_pending(self) -> bool:
@@ -386,6 +408,7 @@ class Processor:
         self._input_done = False
         self._pend = None
         self._fail_after = None
+        self._raise_next = None
         m = self.metrics
         m.status = "running"
         m.started = time.monotonic()
@@ -423,6 +446,9 @@ class Processor:
         `full_outlets()`) or DONE (input and window done, outputs closed). Raises Detached
         when every downstream node has gone, NodeFailed, or what a bug raises."""
         window = self.window
+        if self._raise_next is not None:  # (what passing results on from an item task raised)
+            exc, self._raise_next = self._raise_next, None
+            raise exc
         if self._pend is not None:  # results that did not fit last turn go first
             if not self.place_pending():
                 return WAIT_ROOM

@@ -9,9 +9,15 @@ the finished results it holds, with those the node is passing on, stay within a 
 newest (running, or finished and waiting in input order) span at most `2 * concurrency`: a slow
 item does not stop the others from starting until that many are in the window.
 
-Item tasks work as the workers of a pool: one that finishes an item takes the next one from
-the node's inlet itself while the window has room (no node turn, no new task in between), and
-one with nothing to do waits, parked, to be handed the next item the node starts.
+Item tasks work as the workers of a pool: one that finishes the result the node passes on next
+passes on the results that are ready itself (`WindowNode.pass_ready`: downstream item tasks
+that finish in the same loop iteration find them), then takes the next item from the node's
+inlet itself while the window has room (no node turn, no new task in between); one with
+nothing to do waits, parked, to be handed the next item the node starts. The node's turn
+passes results on when they wait for room on a full edge.
+
+The window keeps fewer than 30 attributes: CPython 3.11 keeps attribute reads of an instance
+specialized (fast) only while its class's instances share fewer keys than that.
 """
 
 from __future__ import annotations
@@ -61,6 +67,10 @@ class WindowNode(Protocol):
         """The next item from the inlet, counted as taken, or None (none now, or the node's
         own turn must take it)."""
 
+    def pass_ready(self) -> bool:
+        """Pass on the window's ready results now (from an item task); False: the node's turn
+        must (the window wakes the node)."""
+
 
 def _guarded(node: WindowNode, item: tuple[Any, ...]) -> Any:
     return node.guarded(item)
@@ -102,7 +112,10 @@ class Window:
         self._parked: list[tuple[asyncio.Future[Pending | None], asyncio.Task[Any]]] = []
         self._input_done = False
         # a timeout binds to the current task: with one, every item owns its task from the start
-        self._can_eager = self._eager = props.timeout is None
+        #: True while the window runs items' first steps in place (they mostly finish without
+        #: suspending); False while it starts them in tasks (they mostly wait: I/O, timers)
+        self.in_place = props.timeout is None
+        self._can_eager = self.in_place
         self._probe = 0
         # the spare task the next eager first step runs as, its slot, and its go-ahead
         self._spare: asyncio.Task[Any] | None = None
@@ -191,7 +204,7 @@ class Window:
         if room <= 0:
             return 0
         # eagerly a whole batch: items that finish in place never fill the window
-        return min(budget, BATCH if self._eager else room)
+        return min(budget, BATCH if self.in_place else room)
 
     def start(self, items: list[tuple[Any, ...]], out: list[Any]) -> list[tuple[Any, ...]]:
         """Start `items` while the window has room; returns those that could not start.
@@ -199,10 +212,10 @@ class Window:
         Eagerly (the default): run them in place, one after the other, until one suspends; that
         one is handed to the spare task its first step ran as, and the rest go on in place.
         Results of items that finished go to `out` (or, ordered, behind one still running)."""
-        if not self._eager:
+        if not self.in_place:
             return self._spawn_all(items)
         t0 = self._clock()  # 0.0: this turn's in-place items are not timed
-        in_place = suspended = pos = 0
+        placed = suspended = pos = 0
         n = len(items)
         while pos < n:
             room = self.room()
@@ -236,7 +249,7 @@ class Window:
             values = run.values
             target.extend(values)
             done = len(values) + run.skipped  # finished in place
-            in_place += done
+            placed += done
             pos += done
             if first is not BETWEEN:
                 run.detached = True
@@ -250,14 +263,14 @@ class Window:
                 pos += 1
                 if self.ordered:
                     self._slots.append(slot)
-        if in_place and t0:
+        if placed and t0:
             m = self.metrics
             m.lat_sum += time.perf_counter() - t0
-            m.lat_n += in_place
-        if in_place < suspended:
+            m.lat_n += placed
+        if placed < suspended:
             # Items that mostly suspend gain nothing from the eager first step and pay for
             # handing over to a task: start plain tasks, and try the eager way now and then.
-            self._eager, self._probe = False, _PROBE_TURNS
+            self.in_place, self._probe = False, _PROBE_TURNS
         return items[pos:]
 
     def _spawn_all(self, items: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
@@ -267,7 +280,7 @@ class Window:
             if self.ordered:
                 self._slots.append(slot)
         self._probe -= 1
-        self._eager = self._can_eager and self._probe <= 0
+        self.in_place = self._can_eager and self._probe <= 0
         return items[k:]
 
     def _spawn(self, item: tuple[Any, ...]) -> Pending:
@@ -347,6 +360,10 @@ class Window:
         else:
             news = True  # the node has something new to take
             self._finished.append(slot)
+        if news and more and not self._fail_fast:
+            # passed on at once, as a pool's worker puts its result (not an item cancelled
+            # with its task, nor a failure that fails the node: those are the node's turn's)
+            news = not self.node.pass_ready()
         task = slot.task
         if more and not self._input_done and (slot.error is None or not self._fail_fast):
             if self.room() > 0:

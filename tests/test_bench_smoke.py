@@ -66,3 +66,43 @@ def test_engine_bench_counts_bytecodes_per_item() -> None:
     # the engine's point: far fewer bytecodes per item than the fast-path queue chain
     assert 0 < ours < ref, proc.stdout
     assert "pipelines/items.py:run_items" in proc.stdout, proc.stdout
+
+
+@pytest.mark.timeout(90)
+def test_engine_ab_pairs_the_working_tree_with_a_revision() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "engine_ab.py"), "--rev", "HEAD", "--workload",
+         "W1", "--n", "2000", "--rounds", "3"],
+        cwd=ROOT, capture_output=True, text=True, timeout=80, check=False,
+    )
+    out = proc.stdout
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{out}\n{proc.stderr[-3000:]}"
+    for name in ("reference", "working tree", "HEAD"):
+        assert re.search(rf"^\s+{name}\s+best\s+[\d.]+ ms\s+median\s+[\d.]+ ms$", out, re.M), out
+    pairs = re.findall(r"^\s+(.+) less (.+): [+-][\d.]+ ms \+/- [\d.]+ \(95%\), .* faster in "
+                       r"(\d) of 3 rounds$", out, re.M)
+    assert [(a, b) for a, b, _ in pairs] == [
+        ("reference", "working tree"), ("reference", "HEAD"), ("working tree", "HEAD")], out
+
+
+def test_the_w3_target_shows_the_engine_and_the_pool_round_by_round() -> None:
+    sys.path.insert(0, str(ROOT))
+    from bench.engine.measure import Samples
+    from bench.engine.report import summarize, targets
+    from bench.engine.workloads import Variant
+
+    async def nothing(n: int, acc: object) -> None:
+        return None
+
+    pool = Samples(Variant("asyncio", "workers", nothing), [0.540, 0.550, 0.545, 0.560])
+    ours = Samples(Variant("pipelines", "default properties", nothing),
+                   [0.538, 0.553, 0.541, 0.556])
+    rows = summarize("W3", 5000, [pool, ours])
+    lines = targets(rows, [], {"W3": 5000})
+    # per round: -2, +3, -4, -4 ms: mean -1.75, the engine faster in 3 of 4
+    assert any("the engine's time less the pool's -1.8 ms" in line
+               and "faster in 3 of 4 rounds" in line for line in lines), lines
+    # with rounds that do not pair up (one failed), no such line
+    ours.errors.append("boom")
+    assert not any("round by round" in line
+                   for line in targets(summarize("W3", 5000, [pool, ours]), [], {"W3": 5000}))

@@ -208,3 +208,34 @@ async def test_the_shared_task_lets_other_tasks_run_while_it_drives_a_source(
     # at most a batch per turn, so the source refills that much per pass); counting passes
     # alone, the loop would get about 16 turns in the whole run, at either size
     assert ticks - start >= 30
+
+
+async def test_a_source_feeding_a_node_whose_items_wait_gets_its_own_task() -> None:
+    """Driven while the node it feeds runs its items in place; once that node's items wait
+    (they run in tasks of their own, which take the next items themselves) the source's own
+    task takes it over at its next full edge, as one with a task of its own from the start."""
+    seen: list[tuple[int, bool]] = []
+
+    async def source(self: InputProcessor, output_q: Any) -> None:
+        for i in range(400):
+            seen.append((i, self.driven))
+            await output_q.put(i)
+
+    async def waits(self: Processor, q_elt: tuple[Any, ...]) -> Any:
+        if q_elt[0] >= 100:
+            await asyncio.sleep(0)
+        return q_elt[0]
+
+    spec = {"nodes": {"s": {"coro": source},
+                      "w": {"coro": waits, "properties": {"queue_size": 8}},
+                      "a": {"coro": add1}},
+            "graph": {"s": ["w"], "w": ["a"], "a": None}}
+    report, got = await run_collect(spec, True)
+    assert report.status is RunStatus.COMPLETED, report.error
+    assert got == list(range(1, 401))
+    driven = [i for i, d in seen if d]
+    # Driven through the items that finish in place, and a little after: the node starts
+    # items in tasks after the first turn in which more of them waited than finished in place
+    # (within two edges' worth of the first that waits), and the source is let go when it
+    # next fills its edge (one more).
+    assert driven == list(range(len(driven))) and 100 <= len(driven) <= 100 + 3 * 8, len(driven)
