@@ -29,7 +29,7 @@ from .protocol import error, fail
 from .settings import Settings
 
 __all__ = ["ANNOUNCE_EVENT", "SERVER_ID", "make_client_manager", "setup_cluster",
-           "start_manager", "stop_manager"]
+           "start_manager", "stop_manager", "stop_task"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,9 @@ ANNOUNCE_EVENT = "announce"
 SERVER_ID = web.AppKey("pipelines_server_id", str)
 #: Seconds an announcement may wait on Redis before it is given up (Redis frozen, not dead).
 _PUBLISH_TIMEOUT = 3.0
+#: Stopping the Redis listener: cancellations at most, and seconds to wait after each.
+_STOP_TRIES = 10
+_STOP_WAIT = 0.5
 
 
 class _RedisManager(RandomAckIds, socketio.AsyncRedisManager):  # type: ignore[misc]
@@ -60,13 +63,32 @@ class _RedisManager(RandomAckIds, socketio.AsyncRedisManager):  # type: ignore[m
     async def close(self) -> None:
         """Stop the listener task and close every connection."""
         task = getattr(self, "thread", None)
-        if isinstance(task, asyncio.Future) and not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        if isinstance(task, asyncio.Future):
+            await stop_task(task)
         await asyncio.gather(*self._closing, return_exceptions=True)
         for conn in (self.pubsub, self.redis):
             if conn is not None:
                 await _close_quietly(conn)
+
+
+async def stop_task(task: asyncio.Future[Any], tries: int = _STOP_TRIES,
+                    wait: float = _STOP_WAIT) -> bool:
+    """Cancel `task` and wait until it ends, cancelling it again while it goes on: True once
+    it has ended. The Redis client can swallow a cancellation and go back to reading its
+    socket (the manager's listener did so in about one quick start and stop of a server in
+    twenty), and a server's shutdown must not wait for it forever. After `tries` the task is
+    left to the connections' closing (its read then fails) and a warning is logged."""
+    for _ in range(tries):
+        if task.done():
+            break
+        task.cancel()
+        await asyncio.wait({task}, timeout=wait)
+    if not task.done():
+        logger.warning("the Redis listener did not stop after %d cancellations", tries)
+        return False
+    if not task.cancelled() and task.exception() is not None:
+        logger.debug("the Redis listener ended with %r", task.exception())
+    return True
 
 
 async def _close_quietly(conn: Any) -> None:
