@@ -346,7 +346,8 @@ class Window:
 
     def settled(self, slot: Pending, more: bool) -> Any:
         """`slot`'s item finished in its task (`more`: the task can run another). Like a worker
-        of a pool, the task then runs the next item itself when the inlet has one and the
+        of a pool, the task passes the ready results on when its own is the next one (else the
+        node is woken to), then runs the next item itself when the inlet has one and the
         window has room (returned as its new slot); else it parks (PARK) while the input is
         not done and fewer than `concurrency` tasks exist, or ends (None)."""
         self.running -= 1
