@@ -14,8 +14,6 @@ imported under another name, so both engines run in the same interpreter.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import gc
 import importlib
 import io
 import os
@@ -24,16 +22,16 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import time
-from collections.abc import Callable
 from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from bench.engine.handwritten import REF  # noqa: E402
-from bench.engine.ours import engine_spec  # noqa: E402
-from bench.engine.workloads import FULL_N, WORKLOADS, Acc, expected  # noqa: E402
+from bench.engine.measure import LOOP, run_once  # noqa: E402
+from bench.engine.ours import run_engine  # noqa: E402
+from bench.engine.report import paired_differences  # noqa: E402
+from bench.engine.workloads import FULL_N, WORKLOADS, Acc, Variant  # noqa: E402
 
 
 def package_at(rev: str, into: str) -> Any:
@@ -50,24 +48,11 @@ def package_at(rev: str, into: str) -> Any:
     return importlib.import_module("pipelines_at_rev")
 
 
-def runner(workload: str, n: int, plumber: Any) -> Callable[[], Any]:
-    async def run() -> float:
-        acc = Acc()
-        t0 = time.perf_counter()
-        if plumber is None:
-            await REF[workload](n, acc)
-        else:
-            report = await plumber(engine_spec(workload, n, acc), coro_map=lambda x: x).run()
-            status = getattr(report.status, "value", report.status)
-            if status != "completed":
-                raise SystemExit(f"a run ended {status}: {report.error}")
-        seconds = time.perf_counter() - t0
-        if (acc.count, acc.total) != expected(workload, n):
-            raise SystemExit(f"wrong result: {acc.count}/{acc.total}, "
-                             f"expected {expected(workload, n)}")
-        return seconds
+def engine(workload: str, name: str, plumber: Any) -> Variant:
+    async def run(n: int, acc: Acc) -> None:
+        await run_engine(workload, n, acc, plumber=plumber)
 
-    return run
+    return Variant("pipelines", name, run)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,37 +64,37 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
     args = ap.parse_args(argv)
     n = args.n or FULL_N[args.workload]
+    LOOP[0] = args.loop
 
     import pipelines
 
     with tempfile.TemporaryDirectory() as tmp:
         other = package_at(args.rev, tmp)
-        names = ["reference", "working tree", args.rev]
-        runs = [runner(args.workload, n, None), runner(args.workload, n, pipelines.Plumber),
-                runner(args.workload, n, other.Plumber)]
-        if args.loop == "uvloop":
-            import uvloop
-
-            factory: Any = uvloop.new_event_loop
-        else:
-            factory = asyncio.new_event_loop
-        times: list[list[float]] = [[] for _ in names]
+        variants = [Variant("asyncio", "reference", REF[args.workload]),
+                    engine(args.workload, "working tree", pipelines.Plumber),
+                    engine(args.workload, args.rev, other.Plumber)]
+        times: list[list[float]] = [[] for _ in variants]
         for r in range(args.rounds):
-            for i in [(r + k) % len(names) for k in range(len(names))]:
-                gc.collect()
-                with asyncio.Runner(loop_factory=factory) as loop:
-                    times[i].append(loop.run(runs[i]()))
+            for i in [(r + k) % len(variants) for k in range(len(variants))]:
+                seconds, err = run_once(variants[i], args.workload, n)
+                if err is not None:
+                    raise SystemExit(f"{variants[i].setting}: {err}")
+                times[i].append(seconds)
+    names = [v.setting for v in variants]
     print(f"{args.workload}, N={n:,}, {args.rounds} rounds, event loop {args.loop}; "
           f"working tree against {args.rev}")
     for name, ts in zip(names, times, strict=True):
-        print(f"  {name:<14} best {min(ts) * 1e3:8.1f} ms   median {statistics.median(ts) * 1e3:8.1f} ms")
+        print(f"  {name:<14} best {min(ts) * 1e3:8.1f} ms   "
+              f"median {statistics.median(ts) * 1e3:8.1f} ms")
     for a in range(len(names)):
         for b in range(a + 1, len(names)):
-            d = [x - y for x, y in zip(times[a], times[b], strict=True)]
-            half = 1.96 * statistics.stdev(d) / len(d) ** 0.5 if len(d) > 1 else float("nan")
-            print(f"  {names[a]} less {names[b]}: {statistics.mean(d) * 1e3:+.2f} ms "
-                  f"+/- {half * 1e3:.2f} (95%), {names[a]} faster in "
-                  f"{sum(x < 0 for x in d)} of {len(d)} rounds")
+            paired = paired_differences(times[a], times[b])
+            if paired is None:
+                print(f"  {names[a]} less {names[b]}: too few rounds to pair")
+                continue
+            mean, half, faster, k = paired
+            print(f"  {names[a]} less {names[b]}: {mean * 1e3:+.2f} ms +/- {half * 1e3:.2f} "
+                  f"(95%), {names[a]} faster in {faster} of {k} rounds")
     return 0
 
 

@@ -29,7 +29,7 @@ from .protocol import error, fail
 from .settings import Settings
 
 __all__ = ["ANNOUNCE_EVENT", "SERVER_ID", "make_client_manager", "setup_cluster",
-           "start_manager", "stop_manager", "stop_task"]
+           "start_manager", "stop_manager", "stop_listener"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,15 +64,15 @@ class _RedisManager(RandomAckIds, socketio.AsyncRedisManager):  # type: ignore[m
         """Stop the listener task and close every connection."""
         task = getattr(self, "thread", None)
         if isinstance(task, asyncio.Future):
-            await stop_task(task)
+            await stop_listener(task)
         await asyncio.gather(*self._closing, return_exceptions=True)
         for conn in (self.pubsub, self.redis):
             if conn is not None:
                 await _close_quietly(conn)
 
 
-async def stop_task(task: asyncio.Future[Any], tries: int = _STOP_TRIES,
-                    wait: float = _STOP_WAIT) -> bool:
+async def stop_listener(task: asyncio.Future[Any], tries: int = _STOP_TRIES,
+                        wait: float = _STOP_WAIT) -> bool:
     """Cancel `task` and wait until it ends, cancelling it again while it goes on: True once
     it has ended. The Redis client can swallow a cancellation and go back to reading its
     socket (the manager's listener did so in about one quick start and stop of a server in

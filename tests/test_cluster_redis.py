@@ -28,7 +28,7 @@ from serverutil import (
 
 from server.__main__ import settings_from_args
 from server.cluster import SERVER_ID as SERVER_ID_KEY
-from server.cluster import stop_task
+from server.cluster import stop_listener
 
 pytestmark = pytest.mark.redis
 
@@ -264,14 +264,14 @@ async def test_a_listener_that_swallows_a_cancellation_is_stopped_all_the_same()
     task = asyncio.create_task(stubborn(1))
     await asyncio.sleep(0)
     async with asyncio.timeout(5):
-        assert await stop_task(task, wait=0.05) is True
+        assert await stop_listener(task, wait=0.05) is True
     assert task.cancelled() and len(cancels) == 2
 
     cancels.clear()
     task = asyncio.create_task(stubborn(10**6))
     await asyncio.sleep(0)
     async with asyncio.timeout(5):
-        assert await stop_task(task, tries=3, wait=0.01) is False  # given up, not waited on
+        assert await stop_listener(task, tries=3, wait=0.01) is False  # given up, not waited on
     assert len(cancels) == 3 and not task.done()
     stop.set()
     await task

@@ -106,14 +106,18 @@ def engine_spec(
 
 async def run_engine(
     workload: str, n: int, acc: Acc, props: dict[str, Any] | None = None,
-    shared_task: bool = True,
+    shared_task: bool = True, plumber: Any = None,
 ) -> Any:
-    from pipelines import Plumber
+    """One run of the workload; `plumber`: the Plumber class to run it with (by default the
+    installed package's; bench/engine_ab.py passes another revision's)."""
+    if plumber is None:
+        from pipelines import Plumber
 
+        plumber = Plumber
     spec = engine_spec(workload, n, acc, props)
     # exactly the documented library call; results are not collected by default (collect=False),
     # the sinks count what reaches them
-    report = await Plumber(spec, coro_map=lambda x: x, shared_task=shared_task).run()
+    report = await plumber(spec, coro_map=lambda x: x, shared_task=shared_task).run()
     status = getattr(getattr(report, "status", None), "value", getattr(report, "status", None))
     if status not in (None, "completed"):
         raise RuntimeError(f"pipelines run ended with status {status!r}: {report!r}")

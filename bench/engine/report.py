@@ -16,7 +16,7 @@ from .workloads import IO_CONCURRENCY, IO_DELAY
 
 __all__ = [
     "fmt_rate", "machine_info", "Row", "summarize", "print_header", "print_rows",
-    "best_per_impl", "targets"
+    "best_per_impl", "targets", "paired_differences"
 ]
 
 
@@ -93,13 +93,17 @@ def summarize(workload: str, n: int, samples: list[Samples]) -> list[Row]:
             check += "; 1 round (>4x slower than this library's best)"
         paired = None
         if workload == "W3" and ref is not None and s.variant.impl == "pipelines":
-            paired = _paired(s.seconds, ref.seconds) if not (s.errors or ref.errors) else None
+            if not (s.errors or ref.errors):
+                paired = paired_differences(s.seconds, ref.seconds)
         rows.append(Row(workload, s.variant.impl, s.variant.setting, rate, med, worst, ratio, extra,
                         check, s.variant.comparable, not s.errors, paired))
     return rows
 
 
-def _paired(ours: list[float], ref: list[float]) -> tuple[float, float, int, int] | None:
+def paired_differences(ours: list[float], ref: list[float]
+                       ) -> tuple[float, float, int, int] | None:
+    """`ours` less `ref`, round by round: (mean, 95% half-width, rounds `ours` was faster,
+    rounds); None when they do not pair up (or are too few for an interval)."""
     if len(ours) != len(ref) or len(ours) < 3:
         return None
     d = [a - b for a, b in zip(ours, ref, strict=True)]
