@@ -106,3 +106,28 @@ def test_the_w3_target_shows_the_engine_and_the_pool_round_by_round() -> None:
     ours.errors.append("boom")
     assert not any("round by round" in line
                    for line in targets(summarize("W3", 5000, [pool, ours]), [], {"W3": 5000}))
+
+
+@pytest.mark.timeout(90)
+def test_w3_stages_traces_each_stage_of_both() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "w3_stages.py"), "--n", "1201", "--rounds", "3"],
+        cwd=ROOT, capture_output=True, text=True, timeout=80, check=False,
+    )
+    out = proc.stdout
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{out}\n{proc.stderr[-3000:]}"
+    starts = {(m[0], int(m[1])): [float(x) for x in m[2].split()]
+              for m in re.findall(r"^\s+(pool|pipelines)\s+s(\d)\s+([\d. ]+)$", out, re.M)}
+    assert sorted(starts) == [(name, s) for name in ("pipelines", "pool") for s in (1, 2, 3)], out
+    for (name, stage), cells in starts.items():
+        assert len(cells) == 6, out
+        assert cells == sorted(cells), out  # the k-th sleep to start, in k's order
+        # an item starts stage s after its s - 1 sleeps of 10 ms before it
+        assert cells[0] >= 10.0 * (stage - 1), (name, stage, out)
+        assert cells[-1] < 3000, out
+    hand_on = re.findall(r"^\s+(pool|pipelines)\s+(\d)->(\d)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$",
+                         out, re.M)
+    assert sorted((a, b, c) for a, b, c, *_ in hand_on) == [
+        (name, s, str(int(s) + 1)) for name in ("pipelines", "pool") for s in ("1", "2")], out
+    assert re.search(r"^\s+pipelines less pool: [+-][\d.]+ ms \+/- [\d.]+ \(95%\), pipelines "
+                     r"faster in \d of 3 rounds$", out, re.M), out

@@ -4,7 +4,7 @@ measured against), the plain one (an await on every get and put), and W3's worke
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -136,18 +136,21 @@ def _qs(k: int) -> list[asyncio.Queue[Any]]:
     return [asyncio.Queue(QUEUE_SIZE) for _ in range(k)]
 
 
-async def _ref_w3_chain(stage: Any, n: int, acc: Acc) -> None:
+async def _ref_w3_chain(stage: Any, n: int, acc: Acc,
+                        fns: Sequence[Callable[[Any], Awaitable[Any]]] = (f_io,) * 3) -> None:
     """Source, three IO stages run by `stage` (workers or task per item), sink."""
     q1, q2, q3, q4 = _qs(4)
     async with asyncio.TaskGroup() as tg:
         tg.create_task(_ref_source(n, [q1]))
-        for q_in, q_out in ((q1, q2), (q2, q3), (q3, q4)):
-            tg.create_task(stage(f_io, q_in, q_out, IO_CONCURRENCY))
+        for fn, (q_in, q_out) in zip(fns, ((q1, q2), (q2, q3), (q3, q4)), strict=True):
+            tg.create_task(stage(fn, q_in, q_out, IO_CONCURRENCY))
         tg.create_task(_ref_sink(q4, acc))
 
 
-async def ref_w3(n: int, acc: Acc) -> None:
-    await _ref_w3_chain(_ref_workers, n, acc)
+async def ref_w3(n: int, acc: Acc,
+                 fns: Sequence[Callable[[Any], Awaitable[Any]]] = (f_io,) * 3) -> None:
+    """W3's worker pool; `fns`: its three stages (bench/w3_stages.py passes traced ones)."""
+    await _ref_w3_chain(_ref_workers, n, acc, fns)
 
 
 async def ref_w3_task_per_item(n: int, acc: Acc) -> None:

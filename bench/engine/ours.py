@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from .workloads import IO_CONCURRENCY, IO_DELAY, Acc, Runner, Variant, make_item, slow_pause
 
-__all__ = ["BIG_QUEUE", "engine_available", "engine_spec", "run_engine", "engine_variants"]
+__all__ = ["BIG_QUEUE", "as_node_coro", "engine_available", "engine_spec", "run_engine",
+           "engine_variants"]
 
 #: the queue_size of the informative big-batch variant (the default is 64)
 BIG_QUEUE = 512
@@ -26,10 +28,12 @@ def engine_available() -> str | None:
 
 
 def engine_spec(
-    workload: str, n: int, acc: Acc, props: dict[str, Any] | None = None
+    workload: str, n: int, acc: Acc, props: dict[str, Any] | None = None,
+    stages: Sequence[Callable[[Any], Awaitable[Any]]] | None = None,
 ) -> dict[str, Any]:
     """The workload in the original graph-spec format, its sink counting into ``acc``;
-    ``props`` go on every node."""
+    ``props`` go on every node; ``stages``: W3's three stages as plain ``fn(x)`` (traced ones,
+    from bench/w3_stages.py), instead of its own."""
     p = dict(props or {})
 
     async def src(self: Any, output_q: Any, n: int) -> None:
@@ -90,9 +94,10 @@ def engine_spec(
         graph = {"src": ("a",), "a": ("b", "c"), "b": ("sink",), "c": ("sink",), "sink": None}
     elif workload == "W3":
         io_props = {"concurrency": IO_CONCURRENCY}
+        ios = [io] * 3 if stages is None else [as_node_coro(fn) for fn in stages]
         nodes = {
-            "src": node(src, n=n), "io1": node(io, io_props), "io2": node(io, io_props),
-            "io3": node(io, io_props), "sink": node(sink),
+            "src": node(src, n=n), "io1": node(ios[0], io_props), "io2": node(ios[1], io_props),
+            "io3": node(ios[2], io_props), "sink": node(sink),
         }
         graph = {"src": ("io1",), "io1": ("io2",), "io2": ("io3",), "io3": ("sink",),
                  "sink": None}
@@ -102,6 +107,15 @@ def engine_spec(
     else:
         raise ValueError(workload)
     return {"nodes": nodes, "graph": graph}
+
+
+def as_node_coro(fn: Callable[[Any], Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """A plain ``fn(x)`` as a processor coroutine of the original format."""
+
+    async def stage(self: Any, q_elt: tuple[Any, ...]) -> Any:
+        return await fn(q_elt[0])
+
+    return stage
 
 
 async def run_engine(
