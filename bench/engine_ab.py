@@ -30,7 +30,7 @@ sys.path.insert(0, ROOT)
 from bench.engine.handwritten import REF  # noqa: E402
 from bench.engine.measure import LOOP, run_once  # noqa: E402
 from bench.engine.ours import run_engine  # noqa: E402
-from bench.engine.report import paired_differences  # noqa: E402
+from bench.engine.report import paired_line  # noqa: E402
 from bench.engine.workloads import FULL_N, WORKLOADS, Acc, Variant  # noqa: E402
 
 
@@ -88,13 +88,7 @@ def main(argv: list[str] | None = None) -> int:
               f"median {statistics.median(ts) * 1e3:8.1f} ms")
     for a in range(len(names)):
         for b in range(a + 1, len(names)):
-            paired = paired_differences(times[a], times[b])
-            if paired is None:
-                print(f"  {names[a]} less {names[b]}: too few rounds to pair")
-                continue
-            mean, half, faster, k = paired
-            print(f"  {names[a]} less {names[b]}: {mean * 1e3:+.2f} ms +/- {half * 1e3:.2f} "
-                  f"(95%), {names[a]} faster in {faster} of {k} rounds")
+            print("  " + paired_line(names[a], names[b], times[a], times[b]))
     return 0
 
 

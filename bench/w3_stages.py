@@ -35,7 +35,7 @@ sys.path.insert(0, ROOT)
 from bench.engine.handwritten import ref_w3  # noqa: E402
 from bench.engine.measure import LOOP, run_loop  # noqa: E402
 from bench.engine.ours import engine_spec  # noqa: E402
-from bench.engine.report import paired_differences  # noqa: E402
+from bench.engine.report import paired_line  # noqa: E402
 from bench.engine.workloads import FULL_N, IO_CONCURRENCY, IO_DELAY, Acc, expected  # noqa: E402
 
 #: a stamped sleep: (stage, the item's value, start, end), times from perf_counter
@@ -154,12 +154,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{ms(lasts):10.3f}")
     for name in names:
         print(f"  {name:<9} total: median {ms([r.seconds for r in runs[name]]):.1f} ms")
-    paired = paired_differences([r.seconds for r in runs["pipelines"]],
-                                [r.seconds for r in runs["pool"]])
-    if paired is not None:
-        mean, half, faster, k = paired
-        print(f"  pipelines less pool: {mean * 1e3:+.2f} ms +/- {half * 1e3:.2f} (95%), "
-              f"pipelines faster in {faster} of {k} rounds")
+    print("  " + paired_line("pipelines", "pool", [r.seconds for r in runs["pipelines"]],
+                             [r.seconds for r in runs["pool"]]))
     return 0
 
 

@@ -16,7 +16,7 @@ from .workloads import IO_CONCURRENCY, IO_DELAY
 
 __all__ = [
     "fmt_rate", "machine_info", "Row", "summarize", "print_header", "print_rows",
-    "best_per_impl", "targets", "paired_differences"
+    "best_per_impl", "targets", "paired_differences", "paired_line"
 ]
 
 
@@ -109,6 +109,17 @@ def paired_differences(ours: list[float], ref: list[float]
     d = [a - b for a, b in zip(ours, ref, strict=True)]
     half = 1.96 * statistics.stdev(d) / len(d) ** 0.5
     return statistics.mean(d), half, sum(x < 0 for x in d), len(d)
+
+
+def paired_line(name: str, other: str, ours: list[float], ref: list[float]) -> str:
+    """`name` less `other`, round by round, as one line of bench/engine_ab.py and
+    bench/w3_stages.py."""
+    paired = paired_differences(ours, ref)
+    if paired is None:
+        return f"{name} less {other}: too few rounds to pair"
+    mean, half, faster, k = paired
+    return (f"{name} less {other}: {mean * 1e3:+.2f} ms +/- {half * 1e3:.2f} (95%), "
+            f"{name} faster in {faster} of {k} rounds")
 
 
 def print_header() -> None:
