@@ -131,3 +131,32 @@ def test_w3_stages_traces_each_stage_of_both() -> None:
         (name, s, str(int(s) + 1)) for name in ("pipelines", "pool") for s in ("1", "2")], out
     assert re.search(r"^\s+pipelines less pool: [+-][\d.]+ ms \+/- [\d.]+ \(95%\), pipelines "
                      r"faster in \d of 3 rounds$", out, re.M), out
+
+
+def test_the_w3_note_says_when_the_engine_is_faster_round_by_round() -> None:
+    sys.path.insert(0, str(ROOT))
+    from bench.engine.measure import Samples
+    from bench.engine.report import summarize, targets
+    from bench.engine.workloads import Variant
+
+    async def nothing(n: int, acc: object) -> None:
+        return None
+
+    def note(pool_times: list[float], ours_times: list[float]) -> str:
+        pool = Samples(Variant("asyncio", "workers", nothing), pool_times)
+        ours = Samples(Variant("pipelines", "default properties", nothing), ours_times)
+        lines = targets(summarize("W3", 5000, [pool, ours]), [], {"W3": 5000})
+        assert any(line.startswith("W3:") and line.endswith("MISS") for line in lines), lines
+        notes = [line for line in lines if "(note:" in line]
+        assert len(notes) == 1, lines
+        return notes[0]
+
+    # the pool's best round is its one lucky round; every other round the engine is ahead
+    lucky = note([0.530, 0.560, 0.561, 0.559, 0.562, 0.560],
+                 [0.540, 0.545, 0.546, 0.544, 0.547, 0.545])
+    assert "10 ms behind the pool's best; round by round the engine is faster" in lucky, lucky
+    # behind in every round: no such claim
+    behind = note([0.540, 0.541, 0.542, 0.540, 0.541, 0.542],
+                  [0.545, 0.546, 0.547, 0.545, 0.546, 0.547])
+    assert "5 ms behind the pool's best; the rounds" in behind, behind
+    assert "round by round the engine is faster" not in behind, behind

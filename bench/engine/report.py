@@ -173,8 +173,12 @@ def w3_note(n: int, ours: Row, pool: Row) -> str:
     lo, hi = n / ours.best, n / ours.worst
     plo, phi = n / pool.best, n / pool.worst
     overlap = "overlap" if lo <= phi and plo <= hi else "do not overlap"
-    return (f"(note: {1000 * (lo - plo):.0f} ms behind the pool's best; the rounds {overlap}: "
-            f"pool {plo:.3f}-{phi:.3f} s, engine {lo:.3f}-{hi:.3f} s. W3's items wait on "
+    ahead = ""
+    if ours.paired is not None and ours.paired[0] + ours.paired[1] < 0:
+        ahead = ("; round by round the engine is faster (the line above): the best of each is "
+                 "its luckiest round, and W3's rounds swing by more than the gap")
+    return (f"(note: {1000 * (lo - plo):.0f} ms behind the pool's best{ahead}; the rounds "
+            f"{overlap}: pool {plo:.3f}-{phi:.3f} s, engine {lo:.3f}-{hi:.3f} s. W3's items wait on "
             "timers; past the sleeps, its time is each timer firing late, and on uvloop timers "
             "tick in whole milliseconds, so many fire together. Traced on 2026-12-05, the "
             "engine's fired 0.98 ms after their deadline on average, the pool's 0.90. Not the "
