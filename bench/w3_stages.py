@@ -34,7 +34,7 @@ sys.path.insert(0, ROOT)
 
 from bench.engine.handwritten import ref_w3  # noqa: E402
 from bench.engine.measure import LOOP, run_loop  # noqa: E402
-from bench.engine.ours import engine_spec  # noqa: E402
+from bench.engine.ours import run_engine  # noqa: E402
 from bench.engine.report import paired_line  # noqa: E402
 from bench.engine.workloads import FULL_N, IO_CONCURRENCY, IO_DELAY, Acc, expected  # noqa: E402
 
@@ -63,13 +63,8 @@ async def run_pool(n: int, acc: Acc, log: list[Stamp]) -> None:
     await ref_w3(n, acc, traced_stages(log))
 
 
-async def run_engine(n: int, acc: Acc, log: list[Stamp]) -> None:
-    from pipelines import Plumber
-
-    spec = engine_spec("W3", n, acc, stages=traced_stages(log))
-    report = await Plumber(spec, coro_map=lambda x: x).run()
-    if report.status.value != "completed":
-        raise RuntimeError(f"the run ended {report.status.value}: {report!r}")
+async def run_traced_engine(n: int, acc: Acc, log: list[Stamp]) -> None:
+    await run_engine("W3", n, acc, stages=traced_stages(log))
 
 
 class Run:
@@ -123,9 +118,9 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--n must be at least {2 * IO_CONCURRENCY + 1001} (the marks reach item #1000)")
     LOOP[0] = args.loop
     impls: dict[str, Callable[[int, Acc, list[Stamp]], Awaitable[None]]] = {
-        "pool": run_pool, "pipelines": run_engine}
+        "pool": run_pool, "pipelines": run_traced_engine}
     names = list(impls)
-    traced_run(run_engine, 2 * IO_CONCURRENCY + 1001)  # imports and first-time costs, unmeasured
+    traced_run(run_traced_engine, 2 * IO_CONCURRENCY + 1001)  # imports and first-time costs, unmeasured
     runs: dict[str, list[Run]] = {name: [] for name in names}
     for r in range(args.rounds):
         for name in names[r % 2:] + names[:r % 2]:

@@ -115,7 +115,7 @@ class Window:
         #: True while the window runs items' first steps in place (they mostly finish without
         #: suspending); False while it starts them in tasks (they mostly wait: I/O, timers)
         self.in_place = props.timeout is None
-        self._can_eager = self.in_place
+        self._can_run_in_place = self.in_place
         self._probe = 0
         # the spare task the next eager first step runs as, its slot, and its go-ahead
         self._spare: asyncio.Task[Any] | None = None
@@ -280,7 +280,7 @@ class Window:
             if self.ordered:
                 self._slots.append(slot)
         self._probe -= 1
-        self.in_place = self._can_eager and self._probe <= 0
+        self.in_place = self._can_run_in_place and self._probe <= 0
         return items[k:]
 
     def _spawn(self, item: tuple[Any, ...]) -> Pending:

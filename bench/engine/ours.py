@@ -121,14 +121,16 @@ def as_node_coro(fn: Callable[[Any], Awaitable[Any]]) -> Callable[..., Awaitable
 async def run_engine(
     workload: str, n: int, acc: Acc, props: dict[str, Any] | None = None,
     shared_task: bool = True, plumber: Any = None,
+    stages: Sequence[Callable[[Any], Awaitable[Any]]] | None = None,
 ) -> Any:
     """One run of the workload; `plumber`: the Plumber class to run it with (by default the
-    installed package's; bench/engine_ab.py passes another revision's)."""
+    installed package's; bench/engine_ab.py passes another revision's); `stages`: W3's, as
+    for `engine_spec`."""
     if plumber is None:
         from pipelines import Plumber
 
         plumber = Plumber
-    spec = engine_spec(workload, n, acc, props)
+    spec = engine_spec(workload, n, acc, props, stages)
     # exactly the documented library call; results are not collected by default (collect=False),
     # the sinks count what reaches them
     report = await plumber(spec, coro_map=lambda x: x, shared_task=shared_task).run()

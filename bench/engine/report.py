@@ -183,9 +183,10 @@ def w3_note(n: int, ours: Row, pool: Row) -> str:
             "tick in whole milliseconds, so many fire together. Traced on 2026-12-05, the "
             "engine's fired 0.98 ms after their deadline on average, the pool's 0.90. Not the "
             "Python per item: a variant of the engine with 10 ms less CPU per run was no faster, "
-            "and 200 idle loop turns per item in the pool's workers made it faster once; "
-            "round by round the two are at parity (the line above; bench/engine_ab.py pairs "
-            "revisions). Stage by stage (bench/w3_stages.py) the engine hands its first 100 "
+            "and 200 idle loop turns per item in the pool's workers made it faster once; in "
+            "series of 40 to 80 paired rounds on 2026-12-05 the two were within 0.5% of each "
+            "other either way (bench/engine_ab.py pairs revisions). Stage by stage "
+            "(bench/w3_stages.py) the engine hands its first 100 "
             "items on to the next stage 0.3 ms later than the pool, whose workers already wait, "
             "and the rest 0.3 ms sooner; --opcodes --workloads W3 shows the Python per item)")
 
